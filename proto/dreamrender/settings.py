@@ -1,0 +1,154 @@
+"""Render settings: one dataclass per render kind, holding every default.
+
+The server's request validation, the wire conversion and dreamctl's flags are all derived
+from these classes (their field metadata gives help text, ranges and choices), so a default
+lives here and nowhere else. Torch-free: the client imports it too.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidArgumentError
+
+__all__ = ["PreviewSettings", "DreamTerm", "DreamSettings", "StyleLayer", "StyleImageSettings",
+           "StyleSettings", "validate", "setting_fields"]
+
+
+def _opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
+         choices: tuple[str, ...] | None = None, lo_open: bool = False, cli: bool = True) -> Any:
+    """A settings field with the metadata validation and the CLI read."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "lo_open": lo_open, "cli": cli}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class PreviewSettings:
+    """Preview frames streamed while a render runs."""
+
+    every: int = _opt(5, "send a preview frame every N steps (0: only at each octave/scale end)", lo=0, hi=100000)
+    max_side: int = _opt(512, "longer side of preview frames in pixels", lo=16, hi=4096)
+    format: str = _opt("jpeg", "encoding of preview frames", choices=("jpeg", "png"))
+
+
+@dataclass(frozen=True)
+class DreamTerm:
+    """One objective term: a layer, optionally some channels, and a weight."""
+
+    layer: str
+    channels: tuple[int, ...] = ()
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class DreamSettings:
+    """DeepDream settings. Defaults follow google/deepdream where it has one."""
+
+    model: str = _opt("vgg16", "catalog model (see `dreamctl models`)", cli=False)
+    terms: tuple[DreamTerm, ...] = field(default=(), metadata={"help": "objective terms (empty: the model's default layer)"})
+    objective: str = _opt("mean_squared", "score of a layer's activations", choices=("mean", "mean_squared"))
+    gradient_norm: str = _opt("std", "what the gradient is divided by each step", choices=("std", "mean_abs"))
+    octaves: int = _opt(4, "number of octaves (image scales)", lo=1, hi=12)
+    octave_scale: float = _opt(1.4, "size ratio between neighbouring octaves", lo=1.0, hi=4.0, lo_open=True)
+    steps: int = _opt(10, "gradient steps per octave", lo=1, hi=1000)
+    step_size: float = _opt(1.5, "step size in 0-255 pixel units", lo=0.0, hi=255.0, lo_open=True)
+    tile_size: int = _opt(512, "gradient tile side in pixels (bounds memory)", lo=64, hi=8192)
+    jitter: int = _opt(32, "random shift in pixels before each step", lo=0, hi=1024)
+    seed: int = _opt(0, "seed of noise, jitter and tile rolls", lo=0, hi=2**63 - 1)
+    size: int = _opt(0, "resize the input so its longer side is this (0: keep)", lo=0, hi=16384)
+    preview: PreviewSettings = field(default=PreviewSettings(), metadata={"help": "preview frames"})
+
+
+@dataclass(frozen=True)
+class StyleLayer:
+    """A layer and its weight within the content or style loss."""
+
+    layer: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class StyleImageSettings:
+    """Per-style blend weight (normalised over all styles) and scale relative to the output."""
+
+    weight: float = 1.0
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class StyleSettings:
+    """Gatys et al. style transfer settings."""
+
+    model: str = _opt("vgg16", "catalog model with VGG layer names", cli=False)
+    size: int = _opt(512, "longer side of the output in pixels", lo=16, hi=16384)
+    scales: int = _opt(3, "number of scales, coarse to fine (1: classic single size)", lo=1, hi=8)
+    iterations: int = _opt(100, "optimiser iterations per scale", lo=1, hi=100000)
+    optimizer: str = _opt("lbfgs", "optimisation method", choices=("lbfgs", "adam"))
+    learning_rate: float = _opt(0.0, "learning rate (0: 1.0 for lbfgs, 0.02 for adam)", lo=0.0, hi=1000.0)
+    content_weight: float = _opt(1.0, "weight of the content loss", lo=0.0, hi=1e12)
+    style_weight: float = _opt(1e-4, "weight of the style loss", lo=0.0, hi=1e12)
+    tv_weight: float = _opt(0.0, "weight of the total-variation loss", lo=0.0, hi=1e12)
+    content_layers: tuple[StyleLayer, ...] = field(default=(StyleLayer("relu4_2"),),
+                                                   metadata={"help": "content layers"})
+    style_layers: tuple[StyleLayer, ...] = field(
+        default=tuple(StyleLayer(n) for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")),
+        metadata={"help": "style layers"})
+    styles: tuple[StyleImageSettings, ...] = field(default=(), metadata={"help": "one entry per style image"})
+    init: str = _opt("content", "start image", choices=("content", "noise", "image"))
+    seed: int = _opt(0, "seed of the noise init and any randomness", lo=0, hi=2**63 - 1)
+    preserve_colors: bool = _opt(False, "keep the content's colours (luminance-only transfer)")
+    pooling: str = _opt("max", "pooling layers of the network", choices=("max", "average"))
+    preview: PreviewSettings = field(default=PreviewSettings(every=10), metadata={"help": "preview frames"})
+
+    @property
+    def effective_lr(self) -> float:
+        if self.learning_rate > 0:
+            return self.learning_rate
+        return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+
+def setting_fields(cls: type) -> list[dataclasses.Field]:
+    """The scalar fields of a settings class that carry range/choice metadata."""
+    return [f for f in dataclasses.fields(cls) if "lo" in f.metadata]
+
+
+def _check_scalar(f: dataclasses.Field, value: Any, path: str) -> None:
+    meta = f.metadata
+    if meta.get("choices"):
+        if value not in meta["choices"]:
+            raise InvalidArgumentError(path, f"{value!r} is not a valid value", meta["choices"])
+        return
+    if isinstance(value, bool) or meta.get("lo") is None:
+        return
+    lo, hi = meta["lo"], meta["hi"]
+    bad = value < lo or value > hi or (meta.get("lo_open") and value <= lo) or value != value
+    if bad:
+        rng = f"{'>' if meta.get('lo_open') else '>='} {lo} and <= {hi}"
+        raise InvalidArgumentError(path, f"{value} is out of range", rng)
+
+
+def validate(obj: Any, prefix: str = "") -> None:
+    """Check every ranged/choice field of a settings object (recursing into nested settings)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            validate(value, f"{path}.")
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):
+                _validate_item(item, f"{path}[{i}].")
+        elif "lo" in f.metadata:
+            _check_scalar(f, value, path)
+
+
+def _validate_item(item: Any, prefix: str) -> None:
+    for f in dataclasses.fields(item):
+        value = getattr(item, f.name)
+        if f.name == "weight" and not (value >= 0 and value == value and value != float("inf")):
+            raise InvalidArgumentError(f"{prefix}weight", f"{value} is not allowed", ">= 0 and finite")
+        if f.name == "scale" and not (0 < value <= 8):
+            raise InvalidArgumentError(f"{prefix}scale", f"{value} is out of range", "> 0 and <= 8")
+        if f.name == "channels" and any(c < 0 for c in value):
+            raise InvalidArgumentError(f"{prefix}channels", "negative channel", ">= 0")
+

@@ -1,0 +1,352 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMAGE_FORMAT_UNSPECIFIED: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_PNG: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_JPEG: _ClassVar[ImageFormat]
+
+class DreamObjective(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DREAM_OBJECTIVE_UNSPECIFIED: _ClassVar[DreamObjective]
+    DREAM_OBJECTIVE_MEAN: _ClassVar[DreamObjective]
+    DREAM_OBJECTIVE_MEAN_SQUARED: _ClassVar[DreamObjective]
+
+class GradientNorm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GRADIENT_NORM_UNSPECIFIED: _ClassVar[GradientNorm]
+    GRADIENT_NORM_STD: _ClassVar[GradientNorm]
+    GRADIENT_NORM_MEAN_ABS: _ClassVar[GradientNorm]
+
+class StyleInit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STYLE_INIT_UNSPECIFIED: _ClassVar[StyleInit]
+    STYLE_INIT_CONTENT: _ClassVar[StyleInit]
+    STYLE_INIT_NOISE: _ClassVar[StyleInit]
+    STYLE_INIT_IMAGE: _ClassVar[StyleInit]
+
+class Optimizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPTIMIZER_UNSPECIFIED: _ClassVar[Optimizer]
+    OPTIMIZER_LBFGS: _ClassVar[Optimizer]
+    OPTIMIZER_ADAM: _ClassVar[Optimizer]
+
+class Pooling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POOLING_UNSPECIFIED: _ClassVar[Pooling]
+    POOLING_MAX: _ClassVar[Pooling]
+    POOLING_AVERAGE: _ClassVar[Pooling]
+IMAGE_FORMAT_UNSPECIFIED: ImageFormat
+IMAGE_FORMAT_PNG: ImageFormat
+IMAGE_FORMAT_JPEG: ImageFormat
+DREAM_OBJECTIVE_UNSPECIFIED: DreamObjective
+DREAM_OBJECTIVE_MEAN: DreamObjective
+DREAM_OBJECTIVE_MEAN_SQUARED: DreamObjective
+GRADIENT_NORM_UNSPECIFIED: GradientNorm
+GRADIENT_NORM_STD: GradientNorm
+GRADIENT_NORM_MEAN_ABS: GradientNorm
+STYLE_INIT_UNSPECIFIED: StyleInit
+STYLE_INIT_CONTENT: StyleInit
+STYLE_INIT_NOISE: StyleInit
+STYLE_INIT_IMAGE: StyleInit
+OPTIMIZER_UNSPECIFIED: Optimizer
+OPTIMIZER_LBFGS: Optimizer
+OPTIMIZER_ADAM: Optimizer
+POOLING_UNSPECIFIED: Pooling
+POOLING_MAX: Pooling
+POOLING_AVERAGE: Pooling
+
+class Image(_message.Message):
+    __slots__ = ("data", "media_type")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    media_type: str
+    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ...) -> None: ...
+
+class PreviewOptions(_message.Message):
+    __slots__ = ("every", "max_side", "format")
+    EVERY_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    every: int
+    max_side: int
+    format: ImageFormat
+    def __init__(self, every: _Optional[int] = ..., max_side: _Optional[int] = ..., format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
+
+class DreamTerm(_message.Message):
+    __slots__ = ("layer", "channels", "weight")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    channels: _containers.RepeatedScalarFieldContainer[int]
+    weight: float
+    def __init__(self, layer: _Optional[str] = ..., channels: _Optional[_Iterable[int]] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class NoiseStart(_message.Message):
+    __slots__ = ("width", "height")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class RenderDreamRequest(_message.Message):
+    __slots__ = ("model", "image", "noise", "terms", "objective", "gradient_norm", "octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed", "size", "preview", "result_format")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    NOISE_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_NORM_FIELD_NUMBER: _ClassVar[int]
+    OCTAVES_FIELD_NUMBER: _ClassVar[int]
+    OCTAVE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    STEP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    JITTER_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    image: Image
+    noise: NoiseStart
+    terms: _containers.RepeatedCompositeFieldContainer[DreamTerm]
+    objective: DreamObjective
+    gradient_norm: GradientNorm
+    octaves: int
+    octave_scale: float
+    steps: int
+    step_size: float
+    tile_size: int
+    jitter: int
+    seed: int
+    size: int
+    preview: PreviewOptions
+    result_format: ImageFormat
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
+
+class RenderDreamResponse(_message.Message):
+    __slots__ = ("accepted", "queued", "progress", "frame", "result")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    accepted: Accepted
+    queued: Queued
+    progress: Progress
+    frame: Frame
+    result: Result
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ...) -> None: ...
+
+class StyleImage(_message.Message):
+    __slots__ = ("image", "weight", "scale")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    weight: float
+    scale: float
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., weight: _Optional[float] = ..., scale: _Optional[float] = ...) -> None: ...
+
+class LayerWeight(_message.Message):
+    __slots__ = ("layer", "weight")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    weight: float
+    def __init__(self, layer: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class RenderStyleRequest(_message.Message):
+    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    STYLES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SCALES_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STYLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TV_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    STYLE_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    INIT_FIELD_NUMBER: _ClassVar[int]
+    INIT_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PRESERVE_COLORS_FIELD_NUMBER: _ClassVar[int]
+    POOLING_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    content: Image
+    styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
+    size: int
+    scales: int
+    iterations: int
+    optimizer: Optimizer
+    learning_rate: float
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    content_layers: _containers.RepeatedCompositeFieldContainer[LayerWeight]
+    style_layers: _containers.RepeatedCompositeFieldContainer[LayerWeight]
+    init: StyleInit
+    init_image: Image
+    seed: int
+    preserve_colors: bool
+    pooling: Pooling
+    preview: PreviewOptions
+    result_format: ImageFormat
+    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
+
+class RenderStyleResponse(_message.Message):
+    __slots__ = ("accepted", "queued", "progress", "frame", "result")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    accepted: Accepted
+    queued: Queued
+    progress: Progress
+    frame: Frame
+    result: Result
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ...) -> None: ...
+
+class Accepted(_message.Message):
+    __slots__ = ("job_id", "queue_position", "server_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    queue_position: int
+    server_id: str
+    def __init__(self, job_id: _Optional[str] = ..., queue_position: _Optional[int] = ..., server_id: _Optional[str] = ...) -> None: ...
+
+class Queued(_message.Message):
+    __slots__ = ("queue_position",)
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    queue_position: int
+    def __init__(self, queue_position: _Optional[int] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("stage", "stage_index", "stage_count", "step", "total_steps", "values", "elapsed_seconds", "eta_seconds")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    stage_index: int
+    stage_count: int
+    step: int
+    total_steps: int
+    values: _containers.ScalarMap[str, float]
+    elapsed_seconds: float
+    eta_seconds: float
+    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
+
+class Frame(_message.Message):
+    __slots__ = ("image", "step", "score", "stage", "stage_index")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    step: int
+    score: float
+    stage: str
+    stage_index: int
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., step: _Optional[int] = ..., score: _Optional[float] = ..., stage: _Optional[str] = ..., stage_index: _Optional[int] = ...) -> None: ...
+
+class Result(_message.Message):
+    __slots__ = ("image", "stats")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    stats: RenderStats
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., stats: _Optional[_Union[RenderStats, _Mapping]] = ...) -> None: ...
+
+class RenderStats(_message.Message):
+    __slots__ = ("width", "height", "steps", "elapsed_seconds", "model", "device", "values", "seed")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    steps: int
+    elapsed_seconds: float
+    model: str
+    device: str
+    values: _containers.ScalarMap[str, float]
+    seed: int
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., values: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "description", "available", "layers", "default_dream_layer", "supports_style")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_DREAM_LAYER_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTS_STYLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    available: bool
+    layers: _containers.RepeatedCompositeFieldContainer[LayerInfo]
+    default_dream_layer: str
+    supports_style: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., available: _Optional[bool] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., default_dream_layer: _Optional[str] = ..., supports_style: _Optional[bool] = ...) -> None: ...
+
+class LayerInfo(_message.Message):
+    __slots__ = ("name", "channels")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    channels: int
+    def __init__(self, name: _Optional[str] = ..., channels: _Optional[int] = ...) -> None: ...

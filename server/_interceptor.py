@@ -1,0 +1,100 @@
+"""The one interceptor that maps domain errors to gRPC status codes."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from dreamrender.errors import InvalidArgumentError
+from dreamrender.models import WeightsError
+
+from ._common import RenderCancelled
+from ._jobs import QueueFullError
+
+__all__ = ["ErrorInterceptor", "status_for"]
+
+log = logging.getLogger(__name__)
+
+
+def _oom_types() -> tuple[type[BaseException], ...]:
+    import torch
+
+    return (MemoryError, torch.OutOfMemoryError)
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
+    """(status code, message, google.rpc detail messages) for an exception."""
+    if isinstance(exc, InvalidArgumentError):
+        violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=str(exc))
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), [error_details_pb2.BadRequest(field_violations=[violation])]
+    if isinstance(exc, QueueFullError):
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(int(exc.retry_after * 1000))
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), [retry]
+    if isinstance(exc, WeightsError):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc), []
+    if isinstance(exc, RenderCancelled):
+        return grpc.StatusCode.CANCELLED, str(exc), []
+    if isinstance(exc, _oom_types()):
+        hint = "out of memory: try a smaller size, a smaller tile_size, or the adam optimizer"
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, hint, []
+    if isinstance(exc, ValueError):  # any other domain error
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), []
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}", []
+
+
+def _trailers(code: grpc.StatusCode, message: str, details: list[Any]) -> tuple[tuple[str, bytes], ...]:
+    if not details:
+        return ()
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    st = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
+    return (("grpc-status-details-bin", st.SerializeToString()),)
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    code, message, details = status_for(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        log.exception("unexpected error", exc_info=exc)
+    await context.abort(code, message, trailing_metadata=_trailers(code, message, details))
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns exceptions escaping a handler into the right status (with BadRequest details)."""
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith("/dreamrender."):
+            return handler  # health and reflection handle their own errors
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    async for response in inner_stream(request, context):
+                        yield response
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await _abort(context, exc)
+
+            return handler._replace(unary_stream=unary_stream)
+        if handler.unary_unary is not None:
+            inner_unary = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await inner_unary(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await _abort(context, exc)
+
+            return handler._replace(unary_unary=unary_unary)
+        return handler

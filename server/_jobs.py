@@ -1,0 +1,153 @@
+"""Job scheduling: a bounded queue and one worker thread per device, off the asyncio loop."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+import uuid
+from typing import Any, AsyncIterator, Callable
+
+from .events import Queued
+
+__all__ = ["QueueFullError", "Job", "Scheduler"]
+
+log = logging.getLogger(__name__)
+_DONE = object()
+
+
+class QueueFullError(RuntimeError):
+    """The device's queue is full; the caller should retry later (RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, limit: int, retry_after: float) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(f"render queue is full ({limit} waiting); retry in about {retry_after:.0f} s")
+
+
+# A job's body runs in the worker thread: work(emit, cancel) -> None. `emit` takes a ready
+# protobuf response (converted in the worker so the event loop never encodes images).
+JobBody = Callable[[Callable[[Any], None], threading.Event], None]
+
+
+class Job:
+    """One render: its body, its cancel flag, and the queue its responses flow through."""
+
+    def __init__(self, body: JobBody, make_queued: Callable[[Queued], Any], rpc: str) -> None:
+        self.id = uuid.uuid4().hex[:16]
+        self.body = body
+        self.rpc = rpc
+        self.make_queued = make_queued
+        self.cancel = threading.Event()
+        self.created = time.monotonic()
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self.started = False
+        self.finished = False
+
+    def emit(self, response: Any) -> None:
+        """Thread-safe: hand a response to the caller's stream."""
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, response)
+
+    def _finish(self, error: BaseException | None) -> None:
+        self.finished = True
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, error if error is not None else _DONE)
+
+    async def responses(self) -> AsyncIterator[Any]:
+        """The job's responses until it ends; re-raises the body's exception."""
+        while True:
+            item = await self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+class Scheduler:
+    """Runs jobs one at a time on a device; at most `max_queue` jobs wait behind the running one."""
+
+    def __init__(self, device: str, *, max_queue: int = 16) -> None:
+        self.device = device
+        self.max_queue = max_queue
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"render-{device}")
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._running: Job | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._recent: collections.deque[float] = collections.deque(maxlen=20)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def active(self) -> int:
+        return 1 if self._running is not None else 0
+
+    def submit(self, job: Job) -> int:
+        """Queue `job`; return its position (0 = starts now). Raises QueueFullError."""
+        self._ensure_started()
+        if len(self._waiting) >= self.max_queue and self._running is not None:
+            typical = sum(self._recent) / len(self._recent) if self._recent else 30.0
+            raise QueueFullError(self.max_queue, typical)
+        self._waiting.append(job)
+        position = len(self._waiting) - 1 + self.active
+        assert self._wake is not None
+        self._wake.set()
+        return position
+
+    def withdraw(self, job: Job) -> None:
+        """The caller went away: drop a waiting job, or ask a running one to stop."""
+        job.cancel.set()
+        if job in self._waiting:
+            self._waiting.remove(job)
+            self._announce_positions()
+
+    def _ensure_started(self) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def _announce_positions(self) -> None:
+        for i, job in enumerate(self._waiting):
+            job.emit(job.make_queued(Queued(i + self.active)))
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            job = self._waiting.popleft()
+            self._running = job
+            self._announce_positions()
+            started = time.monotonic()
+            try:
+                await loop.run_in_executor(self._executor, self._run, job)
+            finally:
+                self._running = None
+                self._recent.append(time.monotonic() - started)
+
+    @staticmethod
+    def _run(job: Job) -> None:
+        job.started = True
+        try:
+            job.body(job.emit, job.cancel)
+        except BaseException as exc:  # handed to the caller's stream, mapped to a status there
+            job._finish(exc)
+        else:
+            job._finish(None)
+
+    async def close(self) -> None:
+        for job in list(self._waiting):
+            self.withdraw(job)
+        if self._running is not None:
+            self._running.cancel.set()
+        if self._task is not None:
+            self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)

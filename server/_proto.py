@@ -1,0 +1,91 @@
+"""The one place events become protobuf, and requests become settings."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from dreamrender import _wire
+from dreamrender.errors import InvalidArgumentError
+from dreamrender.settings import (DreamSettings, DreamTerm, PreviewSettings, StyleImageSettings, StyleLayer,
+                                  StyleSettings, validate)
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+from ._imaging import encode_image
+from .events import Accepted, Event, Frame, Progress, Queued, RenderStats, Result
+
+__all__ = ["to_response", "dream_settings", "style_settings", "result_format"]
+
+
+def _stats(s: RenderStats) -> pb.RenderStats:
+    return pb.RenderStats(width=s.width, height=s.height, steps=s.steps, elapsed_seconds=s.elapsed_seconds,
+                          model=s.model, device=s.device, values=dict(s.values), seed=s.seed)
+
+
+def to_response(event: Event, response_type: type, *, frame_format: str = "jpeg", result_format: str = "png") -> Any:
+    """Wrap an engine event in a RenderDreamResponse / RenderStyleResponse."""
+    if isinstance(event, Accepted):
+        return response_type(accepted=pb.Accepted(job_id=event.job_id, queue_position=event.queue_position,
+                                                  server_id=event.server_id))
+    if isinstance(event, Queued):
+        return response_type(queued=pb.Queued(queue_position=event.queue_position))
+    if isinstance(event, Progress):
+        return response_type(progress=pb.Progress(
+            stage=event.stage, stage_index=event.stage_index, stage_count=event.stage_count, step=event.step,
+            total_steps=event.total_steps, values=dict(event.values), elapsed_seconds=event.elapsed_seconds,
+            eta_seconds=event.eta_seconds))
+    if isinstance(event, Frame):
+        data, media = encode_image(event.image, frame_format)
+        return response_type(frame=pb.Frame(image=pb.Image(data=data, media_type=media), step=event.step,
+                                            score=event.score, stage=event.stage, stage_index=event.stage_index))
+    if isinstance(event, Result):
+        data, media = encode_image(event.image, result_format)
+        return response_type(result=pb.Result(image=pb.Image(data=data, media_type=media), stats=_stats(event.stats)))
+    raise TypeError(f"not an event: {event!r}")
+
+
+def _preview(req: Any, default: PreviewSettings) -> PreviewSettings:
+    values = _wire.read_request(req.preview, PreviewSettings, "preview.") if req.HasField("preview") else {}
+    return dataclasses.replace(default, **values)
+
+
+def result_format(req: Any) -> str:
+    """The result encoding a request asks for ("png" unless it says JPEG)."""
+    return "jpeg" if req.result_format == pb.IMAGE_FORMAT_JPEG else "png"
+
+
+def dream_settings(req: pb.RenderDreamRequest, *, default_model: str) -> DreamSettings:
+    """Settings from a request; terms are left empty when the request names none."""
+    values = _wire.read_request(req, DreamSettings)
+    terms = []
+    for i, t in enumerate(req.terms):
+        if not t.layer:
+            raise InvalidArgumentError(f"terms[{i}].layer", "layer is empty", "a layer name from ListModels")
+        weight = t.weight if t.HasField("weight") else 1.0
+        terms.append(DreamTerm(t.layer, tuple(t.channels), weight))
+    s = DreamSettings(model=req.model or default_model, terms=tuple(terms),
+                      preview=_preview(req, DreamSettings().preview), **values)
+    validate(s)
+    return s
+
+
+def _layer_weights(items: Any, field: str) -> tuple[StyleLayer, ...]:
+    out = []
+    for i, item in enumerate(items):
+        if not item.layer:
+            raise InvalidArgumentError(f"{field}[{i}].layer", "layer is empty", "a layer name from ListModels")
+        out.append(StyleLayer(item.layer, item.weight if item.HasField("weight") else 1.0))
+    return tuple(out)
+
+
+def style_settings(req: pb.RenderStyleRequest, *, default_model: str) -> StyleSettings:
+    values = _wire.read_request(req, StyleSettings)
+    default = StyleSettings()
+    styles = tuple(StyleImageSettings(s.weight if s.HasField("weight") else 1.0,
+                                      s.scale if s.HasField("scale") else 1.0) for s in req.styles)
+    s = StyleSettings(
+        model=req.model or default_model, styles=styles,
+        content_layers=_layer_weights(req.content_layers, "content_layers") or default.content_layers,
+        style_layers=_layer_weights(req.style_layers, "style_layers") or default.style_layers,
+        preview=_preview(req, default.preview), **values)
+    validate(s)
+    return s

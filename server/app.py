@@ -1,0 +1,139 @@
+"""`dreamd`: build and run the gRPC server."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from dreamrender.models import ModelStore, WeightsError, pull
+from dreamrender.v1 import dreamrender_pb2 as pb
+from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
+
+from ._common import resolve_device
+from ._interceptor import ErrorInterceptor
+from ._jobs import Scheduler
+from ._service import DreamRenderServicer, Limits, ModelCache
+
+__all__ = ["ServerConfig", "create_server", "serve", "main"]
+
+log = logging.getLogger("dreamrender.server")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DreamRenderService"].full_name
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Everything `dreamd` can be told. `listen` may end in :0 for a free port."""
+
+    listen: str = "127.0.0.1:50051"
+    device: str = "auto"
+    models_dir: str | None = None  # default: $DREAMRENDER_MODELS or ~/.cache/dreamrender/models
+    max_queue: int = 16
+    max_side: int = 4096
+    max_input_pixels: int = 64_000_000
+    max_message_bytes: int = 64 * 1024 * 1024
+    pull: tuple[str, ...] = ()  # models whose weights are fetched at start
+    server_id: str = dataclasses.field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    default_dream_model: str = "vgg16"
+    default_style_model: str = "vgg16"
+    torch_threads: int = 0  # 0: torch's default
+
+
+def create_server(config: ServerConfig) -> tuple[grpc.aio.Server, int]:
+    """Build the server (call inside a running event loop); returns it unstarted and its bound port."""
+    import torch
+
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    store = ModelStore(config.models_dir)
+    for name in config.pull:
+        pull(name, store, progress=lambda msg: log.info("%s", msg))
+    device = resolve_device(config.device)
+    cache = ModelCache(store, device)
+    scheduler = Scheduler(str(device), max_queue=config.max_queue)
+    options = [("grpc.max_send_message_length", config.max_message_bytes),
+               ("grpc.max_receive_message_length", config.max_message_bytes)]
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=options)
+    servicer = DreamRenderServicer(cache=cache, scheduler=scheduler, server_id=config.server_id,
+                                   limits=Limits(config.max_input_pixels, config.max_side),
+                                   default_dream_model=config.default_dream_model,
+                                   default_style_model=config.default_style_model)
+    pb_grpc.add_DreamRenderServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    server.dreamrender = {"health": health_servicer, "scheduler": scheduler, "servicer": servicer}  # type: ignore[attr-defined]
+    log.info("dreamd on port %d, device %s, models in %s", port, device, store.root)
+    return server, port
+
+
+async def mark_serving(server: grpc.aio.Server) -> None:
+    health_servicer = server.dreamrender["health"]  # type: ignore[attr-defined]
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def serve(config: ServerConfig, *, grace: float = 30.0) -> None:
+    """Run until SIGTERM/SIGINT; then stop taking calls and give running jobs `grace` seconds."""
+    server, port = create_server(config)
+    await server.start()
+    await mark_serving(server)
+    print(f"dreamd listening on {config.listen.rsplit(':', 1)[0]}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down (grace %.0f s)", grace)
+    health_servicer = server.dreamrender["health"]  # type: ignore[attr-defined]
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace)
+    await server.dreamrender["scheduler"].close()  # type: ignore[attr-defined]
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = ServerConfig()
+    p = argparse.ArgumentParser(prog="dreamd", description="Run the dreamrender gRPC server.")
+    p.add_argument("--listen", default=d.listen, help=f"HOST:PORT to listen on (default {d.listen}; port 0: any free)")
+    p.add_argument("--device", default=d.device, help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")
+    p.add_argument("--models-dir", default=None, help="model store (default $DREAMRENDER_MODELS or ~/.cache/dreamrender/models)")
+    p.add_argument("--max-queue", type=int, default=d.max_queue, help=f"jobs that may wait per device (default {d.max_queue})")
+    p.add_argument("--max-side", type=int, default=d.max_side, help=f"longest output side in pixels (default {d.max_side})")
+    p.add_argument("--pull", action="append", default=[], metavar="MODEL", help="fetch this model's weights at start (repeatable)")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get to finish on SIGTERM (default 30)")
+    p.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `dreamd`."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(listen=args.listen, device=args.device,
+                          models_dir=str(Path(args.models_dir).expanduser()) if args.models_dir else None,
+                          max_queue=args.max_queue, max_side=args.max_side, pull=tuple(args.pull),
+                          torch_threads=args.torch_threads)
+    try:
+        asyncio.run(serve(config, grace=args.grace))
+    except (WeightsError, OSError) as exc:
+        print(f"dreamd: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The DeepDream engine: tensors in, keyword-only settings, events out through a callback.
+
+Gradient ascent on the image (google/deepdream, Mordvintsev et al. 2015): octaves from small
+to large with the added detail carried up, the gradient computed tile by tile after a random
+roll so memory is bounded by the tile, and normalised each step.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+
+from dreamrender.errors import InvalidArgumentError
+from dreamrender.models import FeatureNet, LayerSpec
+from dreamrender.settings import DreamSettings, DreamTerm
+
+from ._common import CancelToken, WorkClock, autocast_for, check_cancel
+from ._imaging import preview_array, resize_to, to_uint8
+from .events import EventSink, Frame, Progress, RenderStats, Result
+
+__all__ = ["render_dream", "check_terms", "octave_sizes", "tile_spans", "dream_noise"]
+
+
+def dream_noise(width: int, height: int, seed: int) -> torch.Tensor:
+    """Grey with faint noise, as google/deepdream starts its noise dreams (uniform + 100 of 255)."""
+    g = torch.Generator().manual_seed(seed)
+    return 0.4 + 0.04 * torch.rand(1, 3, height, width, generator=g)
+
+
+def octave_sizes(h: int, w: int, octaves: int, scale: float, min_side: int) -> list[tuple[int, int]]:
+    """Octave sizes from the smallest to (h, w); octaves below `min_side` are dropped."""
+    sizes = [(h, w)]
+    for i in range(1, octaves):
+        oh, ow = round(h / scale**i), round(w / scale**i)
+        if min(oh, ow) < min_side:
+            break
+        sizes.append((oh, ow))
+    return sizes[::-1]
+
+
+def tile_spans(n: int, tile: int) -> list[tuple[int, int]]:
+    """Split [0, n) into near-equal spans of at most `tile` (no sliver tiles at the edge)."""
+    count = max(1, math.ceil(n / tile))
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _score(acts: dict[str, torch.Tensor], terms: tuple[DreamTerm, ...], objective: str) -> torch.Tensor:
+    total = 0.0
+    for term in terms:
+        a = acts[term.layer]
+        if term.channels:
+            a = a[:, list(term.channels)]
+        a = a.float()
+        total = total + term.weight * (a.pow(2).mean() if objective == "mean_squared" else a.mean())
+    return total  # type: ignore[return-value]
+
+
+class _Dreamer:
+    """One render's state: the net, settings, random generator and progress clock."""
+
+    def __init__(self, net: FeatureNet, s: DreamSettings, on_event: EventSink, cancel: CancelToken | None,
+                 device: torch.device) -> None:
+        self.net, self.s, self.on_event, self.cancel, self.device = net, s, on_event, cancel, device
+        self.layers = sorted({t.layer for t in s.terms})
+        # Jitter and rolls come from a CPU generator so a seed gives the same picture on any device.
+        self.gen = torch.Generator().manual_seed(s.seed)
+        self.step = 0
+        self.total_steps = 0
+        self.clock = WorkClock(0)
+        self.last_score = 0.0
+
+    def run(self, start: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        base = start.to(self.device, torch.float32)
+        h, w = base.shape[-2:]
+        sizes = octave_sizes(h, w, s.octaves, s.octave_scale, self.net.min_side)
+        self.total_steps = len(sizes) * s.steps
+        self.clock = WorkClock(sum(a * b for a, b in sizes) * s.steps)
+        detail = torch.zeros(1, 3, *sizes[0], device=self.device)
+        img = base
+        for index, size in enumerate(sizes):
+            octave_base = resize_to(base, size)
+            # Carry up only the detail the dream added (google/deepdream), not a resampled image.
+            detail = resize_to(detail, size)
+            img = self._octave(octave_base + detail, index, len(sizes))
+            detail = img - octave_base
+        return img
+
+    def _octave(self, img: torch.Tensor, index: int, count: int) -> torch.Tensor:
+        img = img.clamp(0, 1)
+        for _ in range(self.s.steps):
+            check_cancel(self.cancel)
+            img = self._step(img)
+            self.step += 1
+            self.clock.add(img.shape[-1] * img.shape[-2])
+            self.on_event(Progress("octave", index, count, self.step, self.total_steps, {"score": self.last_score},
+                                   self.clock.elapsed, self.clock.eta))
+            every = self.s.preview.every
+            if every and self.step % every == 0 and self.step % self.s.steps != 0:
+                self._frame(img, index)
+        self._frame(img, index)
+        return img
+
+    def _frame(self, img: torch.Tensor, index: int) -> None:
+        self.on_event(Frame(preview_array(img, self.s.preview.max_side), self.step, self.last_score, "octave", index))
+
+    def _step(self, img: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        h, w = img.shape[-2:]
+        # One roll carries both google/deepdream's jitter and the random tile offset (so tile
+        # seams move every step); it is undone on the gradient.
+        jy, jx = (torch.randint(-s.jitter, s.jitter + 1, (2,), generator=self.gen).tolist()
+                  if s.jitter else (0, 0))
+        ty = int(torch.randint(0, s.tile_size, (1,), generator=self.gen)) if h > s.tile_size else 0
+        tx = int(torch.randint(0, s.tile_size, (1,), generator=self.gen)) if w > s.tile_size else 0
+        shift = ((jy + ty) % h, (jx + tx) % w)
+        rolled = torch.roll(img, shifts=shift, dims=(2, 3))
+        grad = torch.roll(self._tiled_gradient(rolled), shifts=(-shift[0], -shift[1]), dims=(2, 3))
+        norm = grad.std() if s.gradient_norm == "std" else grad.abs().mean()
+        img = img + grad * (s.step_size / 255.0 / (float(norm) + 1e-8))
+        return img.clamp(0, 1)
+
+    def _tiled_gradient(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        grad = torch.zeros_like(img)
+        total = 0.0
+        for y0, y1 in tile_spans(h, self.s.tile_size):
+            for x0, x1 in tile_spans(w, self.s.tile_size):
+                check_cancel(self.cancel)
+                tile = img[:, :, y0:y1, x0:x1].detach().requires_grad_(True)
+                with autocast_for(self.device):
+                    score = _score(self.net(tile, self.layers), self.s.terms, self.s.objective)
+                (g,) = torch.autograd.grad(score, tile)
+                grad[:, :, y0:y1, x0:x1] = g
+                total += float(score.detach()) * (y1 - y0) * (x1 - x0)
+        self.last_score = total / (h * w)
+        return grad
+
+
+def check_terms(model: str, layers: Mapping[str, LayerSpec], terms: tuple[DreamTerm, ...]) -> None:
+    """InvalidArgumentError naming the term field when a layer or channel does not exist."""
+    if not terms:
+        raise InvalidArgumentError("terms", "no objective terms", "at least one layer")
+    for i, term in enumerate(terms):
+        spec = layers.get(term.layer)
+        if spec is None:
+            raise InvalidArgumentError(f"terms[{i}].layer", f"unknown layer {term.layer!r} of {model}", list(layers))
+        for c in term.channels:
+            if not 0 <= c < spec.channels:
+                raise InvalidArgumentError(f"terms[{i}].channels", f"channel {c} out of range for {term.layer}",
+                                           f"0 to {spec.channels - 1}")
+
+
+def render_dream(net: FeatureNet, start: torch.Tensor, *, settings: DreamSettings,
+                 on_event: EventSink | None = None, cancel: CancelToken | None = None,
+                 device: torch.device | None = None) -> torch.Tensor:
+    """Dream on `start` ((1, 3, H, W) RGB in [0, 1]) and return the result at the same size.
+
+    Emits Progress once a step, a Frame every `settings.preview.every` steps and at each
+    octave's end, and a final Result. Raises RenderCancelled within one step (one tile) of
+    `cancel` being set. `settings.terms` must be filled (the service fills the model default).
+    """
+    check_terms(net.name, net.layer_map(), settings.terms)
+    device = device or next(net.parameters()).device
+    sink = on_event or (lambda _e: None)
+    dreamer = _Dreamer(net, settings, sink, cancel, device)
+    with torch.inference_mode(False):
+        out = dreamer.run(start)
+    h, w = out.shape[-2:]
+    stats = RenderStats(w, h, dreamer.step, dreamer.clock.elapsed, net.name, str(device), settings.seed,
+                        {"score": dreamer.last_score})
+    sink(Result(to_uint8(out), stats))
+    return out.detach().cpu()

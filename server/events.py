@@ -1,0 +1,65 @@
+"""Render events: one frozen dataclass per kind. `_proto.to_response` is the one place they
+become protobuf; the engines only ever create them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Union
+
+import numpy as np
+
+__all__ = ["Accepted", "Queued", "Progress", "Frame", "Result", "Event", "EventSink"]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    job_id: str
+    queue_position: int
+    server_id: str = ""
+
+
+@dataclass(frozen=True)
+class Queued:
+    queue_position: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # "octave" or "scale"
+    stage_index: int
+    stage_count: int
+    step: int  # steps done over the whole render
+    total_steps: int
+    values: Mapping[str, float]
+    elapsed_seconds: float
+    eta_seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    image: np.ndarray  # uint8 (H, W, 3) RGB, already downscaled for preview
+    step: int
+    score: float
+    stage: str
+    stage_index: int
+
+
+@dataclass(frozen=True)
+class RenderStats:
+    width: int
+    height: int
+    steps: int
+    elapsed_seconds: float
+    model: str
+    device: str
+    seed: int
+    values: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    image: np.ndarray  # uint8 (H, W, 3) RGB at full size
+    stats: RenderStats
+
+
+Event = Union[Accepted, Queued, Progress, Frame, Result]
+EventSink = Callable[[Event], None]

@@ -1,0 +1,247 @@
+"""The style-transfer engine (Gatys, Ecker & Bethge 2016): tensors in, settings, events out.
+
+Content loss on feature maps, style loss on Gram matrices, total variation; L-BFGS or Adam;
+several styles blended by weight; coarse-to-fine scales (as crowsonkb/style-transfer-pytorch);
+the best-loss image so far is what checkpoints show and what the render returns (as
+jcjohnson/neural-style keeps it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from dreamrender.errors import InvalidArgumentError
+from dreamrender.models import FeatureNet
+from dreamrender.settings import StyleSettings
+
+from ._common import CancelToken, WorkClock, autocast_for, check_cancel
+from ._imaging import preview_array, resize_long_side, resize_to, to_uint8
+from .events import EventSink, Frame, Progress, RenderStats, Result
+
+__all__ = ["render_style", "gram", "scale_sides", "check_layers", "preserve_colors"]
+
+
+def gram(feat: torch.Tensor) -> torch.Tensor:
+    """Gram matrix divided by C*H*W (the normalisation of the anchor and of neural-style)."""
+    _, c, h, w = feat.shape
+    f = feat.reshape(c, h * w).float()
+    return (f @ f.t()) / (c * h * w)
+
+
+def scale_sides(size: int, scales: int, min_side: int = 64) -> list[int]:
+    """Long sides of the scales, halving from `size` down; scales smaller than `min_side` are dropped."""
+    sides = [size]
+    for _ in range(scales - 1):
+        nxt = round(sides[-1] / 2)
+        if nxt < min_side:
+            break
+        sides.append(nxt)
+    return sides[::-1]
+
+
+def check_layers(net: FeatureNet, s: StyleSettings) -> None:
+    """InvalidArgumentError naming the field when a requested layer is not in the model."""
+    names = net.layer_map()
+    for field, items in (("content_layers", s.content_layers), ("style_layers", s.style_layers)):
+        for i, item in enumerate(items):
+            if item.layer not in names:
+                raise InvalidArgumentError(f"{field}[{i}].layer", f"unknown layer {item.layer!r} of {net.name}",
+                                           list(names))
+
+
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def preserve_colors(styled: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """The styled image's luminance with the content's chrominance (YIQ), as neural-style's
+    -original_colors does; Gatys et al. 2016b show this keeps the photo's colours."""
+    m = _YIQ.to(styled.device, styled.dtype)
+    content = resize_to(content, tuple(styled.shape[-2:]))
+    y = torch.einsum("ij,bjhw->bihw", m, styled)[:, :1]
+    iq = torch.einsum("ij,bjhw->bihw", m, content)[:, 1:]
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), torch.cat([y, iq], 1)).clamp(0, 1)
+
+
+@dataclass
+class _Targets:
+    content: dict[str, torch.Tensor]
+    grams: dict[str, torch.Tensor]
+
+
+class _Objective:
+    """Loss terms of one scale against fixed targets."""
+
+    def __init__(self, net: FeatureNet, s: StyleSettings, targets: _Targets, device: torch.device) -> None:
+        self.net, self.s, self.t, self.device = net, s, targets, device
+        self.layers = list(dict.fromkeys([x.layer for x in s.content_layers] + [x.layer for x in s.style_layers]))
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        s = self.s
+        with autocast_for(self.device):
+            feats = self.net(x, self.layers)
+        content = sum(l.weight * F.mse_loss(feats[l.layer].float(), self.t.content[l.layer]) for l in s.content_layers)
+        style = sum(l.weight * (gram(feats[l.layer]) - self.t.grams[l.layer]).pow(2).sum() for l in s.style_layers)
+        terms = {"content": s.content_weight * content, "style": s.style_weight * style}
+        if s.tv_weight:
+            # In 0-255 units, like the other terms' Caffe-scale features.
+            dy = (x[:, :, 1:, :] - x[:, :, :-1, :]).mul(255).pow(2).mean()
+            dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).mul(255).pow(2).mean()
+            terms["tv"] = s.tv_weight * (dx + dy)
+        total = sum(terms.values())
+        return total, terms  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def _targets(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles: Sequence[torch.Tensor],
+             side: int, device: torch.device) -> _Targets:
+    """Content features and the blended style Grams at one scale: computed once, no autograd."""
+    c_layers = [x.layer for x in s.content_layers]
+    s_layers = [x.layer for x in s.style_layers]
+    c = resize_long_side(content, side).to(device)
+    content_feats = {k: v.float() for k, v in net(c, c_layers).items()}
+    weights = [st.weight for st in s.styles] or [1.0] * len(styles)
+    total_w = sum(weights) or 1.0
+    grams: dict[str, torch.Tensor] = {}
+    for img, w, st_scale in zip(styles, weights, [st.scale for st in s.styles] or [1.0] * len(styles)):
+        st_side = max(net.min_side, round(side * st_scale))
+        feats = net(resize_long_side(img, st_side).to(device), s_layers)
+        for layer in s_layers:
+            g = gram(feats[layer]) * (w / total_w)
+            grams[layer] = grams[layer] + g if layer in grams else g
+    return _Targets(content_feats, grams)
+
+
+class _Tracker:
+    """Counts iterations, keeps the best-loss image, emits progress and checkpoint frames."""
+
+    def __init__(self, s: StyleSettings, on_event: EventSink, cancel: CancelToken | None, total: int,
+                 clock: WorkClock, content: torch.Tensor, n_scales: int) -> None:
+        self.s, self.on_event, self.cancel, self.total, self.clock = s, on_event, cancel, total, clock
+        self.content, self.n_scales = content, n_scales
+        self.step = 0
+        self.scale_index = 0
+        self.best: torch.Tensor | None = None
+        self.best_loss = float("inf")
+        self.values: dict[str, float] = {}
+        self._last_frame_step = -1
+
+    def new_scale(self, index: int) -> None:
+        self.scale_index, self.best, self.best_loss = index, None, float("inf")
+
+    def present(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().clamp(0, 1)
+        return preserve_colors(x, self.content.to(x.device)) if self.s.preserve_colors else x
+
+    def record(self, x: torch.Tensor, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        """Called once per loss evaluation of the image `x` (before the optimiser moves it)."""
+        loss = float(total.detach())
+        if loss < self.best_loss or self.best is None:
+            self.best_loss, self.best = loss, x.detach().clone()
+        self.step += 1
+        self.clock.add(x.shape[-1] * x.shape[-2])
+        self.values = {k: float(v.detach()) for k, v in terms.items()} | {"total": loss}
+        self.on_event(Progress("scale", self.scale_index, self.n_scales, self.step, self.total, self.values,
+                               self.clock.elapsed, self.clock.eta))
+        every = self.s.preview.every
+        if every and self.step % every == 0:
+            self.frame()
+        check_cancel(self.cancel)
+
+    def frame(self) -> None:
+        assert self.best is not None
+        if self.step == self._last_frame_step:
+            return  # the scale's closing frame may fall on a checkpoint step: send it once
+        self._last_frame_step = self.step
+        self.on_event(Frame(preview_array(self.present(self.best), self.s.preview.max_side), self.step,
+                            self.best_loss, "scale", self.scale_index))
+
+
+def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float) -> None:
+    opt = torch.optim.LBFGS([x], lr=lr, max_iter=iterations, max_eval=iterations, history_size=100,
+                            tolerance_grad=-1, tolerance_change=-1)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=False)
+        total, terms = objective(x)
+        total.backward()
+        tracker.record(x, total, terms)  # checks cancellation between closure calls
+        return total
+
+    opt.step(closure)
+
+
+def _run_adam(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float) -> None:
+    opt = torch.optim.Adam([x], lr=lr)
+    for _ in range(iterations):
+        opt.zero_grad(set_to_none=False)
+        total, terms = objective(x)
+        total.backward()
+        tracker.record(x, total, terms)
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)  # Adam's steps can leave the valid range; L-BFGS is left free, as in neural-style
+
+
+def _init_image(s: StyleSettings, content: torch.Tensor, init_image: torch.Tensor | None, side: int) -> torch.Tensor:
+    c = resize_long_side(content, side)
+    if s.init == "noise":
+        g = torch.Generator().manual_seed(s.seed)
+        return torch.rand(c.shape, generator=g)
+    if s.init == "image":
+        if init_image is None:
+            raise InvalidArgumentError("init_image", "init is 'image' but no init_image was given", "an image")
+        return resize_to(init_image, tuple(c.shape[-2:]))
+    return c
+
+
+def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.Tensor], *,
+                 settings: StyleSettings, init_image: torch.Tensor | None = None, on_event: EventSink | None = None,
+                 cancel: CancelToken | None = None, device: torch.device | None = None) -> torch.Tensor:
+    """Paint `content` in the manner of `styles` (each (1, 3, H, W) RGB in [0, 1]).
+
+    The output's longer side is `settings.size`. Returns the best-loss image of the last scale
+    (colour-preserved when asked) and emits it as the Result.
+    """
+    s = settings
+    if not styles:
+        raise InvalidArgumentError("styles", "no style image given", "at least one style image")
+    if s.styles and len(s.styles) != len(styles):
+        raise InvalidArgumentError("styles", f"{len(s.styles)} style settings for {len(styles)} images",
+                                   "one entry per style image")
+    check_layers(net, s)
+    device = device or next(net.parameters()).device
+    net = net.with_pooling(s.pooling)
+    sink = on_event or (lambda _e: None)
+    sides = scale_sides(s.size, s.scales, min_side=max(64, net.min_side))
+    h, w = resize_long_side(content, s.size).shape[-2:]
+    clock = WorkClock(sum((side / max(h, w)) ** 2 * h * w * s.iterations for side in sides))
+    tracker = _Tracker(s, sink, cancel, len(sides) * s.iterations, clock, content, len(sides))
+    x = None
+    with torch.inference_mode(False):
+        for index, side in enumerate(sides):
+            x = _run_scale(net, s, content, styles, init_image, x, side, index, tracker, device)
+    assert tracker.best is not None
+    out = tracker.present(tracker.best)
+    stats = RenderStats(out.shape[-1], out.shape[-2], tracker.step, clock.elapsed, net.name, str(device), s.seed,
+                        dict(tracker.values))
+    sink(Result(to_uint8(out), stats))
+    return out.cpu()
+
+
+def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles: Sequence[torch.Tensor],
+               init_image: torch.Tensor | None, prev: torch.Tensor | None, side: int, index: int,
+               tracker: _Tracker, device: torch.device) -> torch.Tensor:
+    targets = _targets(net, s, content, styles, side, device)
+    c_shape = resize_long_side(content, side).shape[-2:]
+    # Later scales start from the previous scale's best image, upsampled (coarse to fine).
+    start = _init_image(s, content, init_image, side) if prev is None else resize_to(prev, tuple(c_shape))
+    x = start.to(device).contiguous().requires_grad_(True)
+    tracker.new_scale(index)
+    run = _run_lbfgs if s.optimizer == "lbfgs" else _run_adam
+    run(x, _Objective(net, s, targets, device), tracker, s.iterations, s.effective_lr)
+    tracker.frame()
+    assert tracker.best is not None
+    return tracker.best

@@ -249,3 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\ndreamctl: cancelled", file=sys.stderr)
         return 130
 
+
+
+if __name__ == "__main__":
+    sys.exit(main())

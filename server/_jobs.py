@@ -46,6 +46,7 @@ class Job:
         self._queue: asyncio.Queue = asyncio.Queue()
         self.started = False
         self.finished = False
+        self.position = 0
 
     def emit(self, response: Any) -> None:
         """Thread-safe: hand a response to the caller's stream."""
@@ -94,7 +95,7 @@ class Scheduler:
             typical = sum(self._recent) / len(self._recent) if self._recent else 30.0
             raise QueueFullError(self.max_queue, typical)
         self._waiting.append(job)
-        position = len(self._waiting) - 1 + self.active
+        position = job.position = len(self._waiting) - 1 + self.active
         assert self._wake is not None
         self._wake.set()
         return position
@@ -113,7 +114,9 @@ class Scheduler:
 
     def _announce_positions(self) -> None:
         for i, job in enumerate(self._waiting):
-            job.emit(job.make_queued(Queued(i + self.active)))
+            if job.position != i + self.active:
+                job.position = i + self.active
+                job.emit(job.make_queued(Queued(job.position)))
 
     async def _loop(self) -> None:
         assert self._wake is not None
@@ -125,6 +128,9 @@ class Scheduler:
                 continue
             job = self._waiting.popleft()
             self._running = job
+            if job.position:  # it waited: tell it that it starts now
+                job.position = 0
+                job.emit(job.make_queued(Queued(0)))
             self._announce_positions()
             started = time.monotonic()
             try:

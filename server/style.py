@@ -160,14 +160,18 @@ class _Tracker:
 
 
 def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float) -> None:
-    opt = torch.optim.LBFGS([x], lr=lr, max_iter=iterations, max_eval=iterations, history_size=100,
+    # L-BFGS works on the image in 0-255 units, as neural-style does: its first step has L1 norm
+    # lr whatever the scale, and on [0, 1] pixels that step is 255x too bold and can blow up.
+    x255 = (x.detach() * 255).requires_grad_(True)
+    opt = torch.optim.LBFGS([x255], lr=lr, max_iter=iterations, max_eval=iterations, history_size=100,
                             tolerance_grad=-1, tolerance_change=-1)
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=False)
-        total, terms = objective(x)
+        img = x255 / 255
+        total, terms = objective(img)
         total.backward()
-        tracker.record(x, total, terms)  # checks cancellation between closure calls
+        tracker.record(img, total, terms)  # checks cancellation between closure calls
         return total
 
     opt.step(closure)

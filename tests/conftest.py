@@ -1,0 +1,96 @@
+"""Shared fixtures: a real dreamd on 127.0.0.1:0 in a background thread, sample images."""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from dreamrender.server.app import ServerConfig, create_server, mark_serving
+
+DATA = Path(__file__).parent / "data"
+torch.set_num_threads(2)
+
+
+class ServerThread:
+    """Runs create_server(config) on its own event loop; `.target` is HOST:PORT."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._start())
+        self.ready.set()
+        if self.error is None:
+            self.loop.run_forever()
+
+    async def _start(self) -> None:
+        try:
+            self.server, self.port = create_server(self.config)
+            await self.server.start()
+            await mark_serving(self.server)
+        except BaseException as exc:  # surfaced to the test
+            self.error = exc
+
+    def start(self) -> "ServerThread":
+        self.thread.start()
+        self.ready.wait(30)
+        if self.error:
+            raise self.error
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def scheduler(self):
+        return self.server.dreamrender["scheduler"]
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            await self.server.stop(0)
+            await self.scheduler.close()
+
+        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+def start_server(models_dir: Path, **overrides) -> ServerThread:
+    cfg = dict(listen="127.0.0.1:0", device="cpu", models_dir=str(models_dir), default_dream_model="tiny",
+               default_style_model="tiny", max_side=1024, max_input_pixels=4_000_000)
+    cfg.update(overrides)
+    return ServerThread(ServerConfig(**cfg)).start()
+
+
+@pytest.fixture(scope="session")
+def server(models_dir):
+    srv = start_server(models_dir)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def chelsea_bytes() -> bytes:
+    return (DATA / "chelsea_small.png").read_bytes()
+
+
+@pytest.fixture
+def real_store() -> Path:
+    """The model store with real weights; tests marked realweights skip without it."""
+    root = Path(os.environ.get("DREAMRENDER_MODELS", Path.home() / ".cache/dreamrender/models"))
+    return root

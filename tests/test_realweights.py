@@ -1,0 +1,82 @@
+"""Checks on the real ImageNet weights (marker `realweights`; .ci/run pulls them first).
+
+Skipped only when the weights are not in the store ($DREAMRENDER_MODELS): pull them with
+`dreamctl models pull vgg16 mobilenet_v2`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamrender.models import ModelStore, get_model, get_spec, is_available
+from dreamrender.server import Progress, render_dream
+from dreamrender.server._imaging import resize_long_side, to_tensor
+from dreamrender.server.style import render_style
+from dreamrender.settings import DreamSettings, DreamTerm, StyleSettings
+
+from .conftest import DATA
+
+pytestmark = pytest.mark.realweights
+STORE = ModelStore()
+
+
+def need(name: str):
+    if not is_available(get_spec(name), STORE):
+        pytest.skip(f"{name} weights not in {STORE.root}; run: dreamctl models pull {name}")
+    return get_model(name, store=STORE)
+
+
+def photo(side: int) -> torch.Tensor:
+    img = Image.open(DATA.parent.parent / "server" / "assets" / "chelsea.png").convert("RGB")
+    return resize_long_side(to_tensor(img), side)
+
+
+def test_vgg16_import_matches_the_onnx_file_itself(tmp_path):
+    """Our conv stack on the imported weights equals onnxruntime running the original graph."""
+    import onnx.utils
+    import onnxruntime as ort
+
+    net = need("vgg16")
+    src = STORE.find("vgg16", get_spec("vgg16").sources)
+    if src[1].fmt != "keras_vgg16_onnx":
+        pytest.skip("the store holds the .pth variant of vgg16; this check reads the ONNX one")
+    sub = tmp_path / "sub.onnx"
+    onnx.utils.extract_model(str(src[0]), str(sub), ["input"], ["functional_1/block5_conv3_1/Relu:0"])
+    x = photo(240)[:, :, :240, :240]
+    x = torch.nn.functional.interpolate(x, size=(240, 240), mode="bilinear")
+    ours = net(x, ["relu5_3"])["relu5_3"].detach().numpy()
+    keras_in = net.norm.apply(x).permute(0, 2, 3, 1).numpy()  # BGR, 0-255, mean-subtracted, NHWC
+    theirs = ort.InferenceSession(str(sub), providers=["CPUExecutionProvider"]).run(None, {"input": keras_in})[0]
+    theirs = np.transpose(theirs, (0, 3, 1, 2)) if theirs.shape[-1] == 512 else theirs
+    assert np.allclose(ours, theirs, rtol=1e-3, atol=1e-2 * float(np.abs(theirs).max()) / 100)
+
+
+def test_mobilenet_v2_sees_a_cat():
+    net = need("mobilenet_v2")
+    x = torch.nn.functional.interpolate(photo(224), size=(224, 224), mode="bilinear")
+    feats = net.net.features(net.norm.apply(x)).mean((2, 3))
+    top = net.net.classifier(feats).argmax(1).item()
+    assert top in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
+
+
+def test_vgg16_dream_amplifies_relu4_3():
+    net = need("vgg16")
+    events = []
+    start = photo(128)
+    out = render_dream(net, start, settings=DreamSettings(terms=(DreamTerm("relu4_3"),), octaves=2, steps=4),
+                       on_event=events.append)
+    scores = [e.values["score"] for e in events if isinstance(e, Progress)]
+    assert scores[-1] > 2 * scores[0]
+    assert (out - start).abs().mean() > 0.01
+
+
+def test_vgg16_style_loss_falls():
+    net = need("vgg16")
+    starry = to_tensor(Image.open(DATA / "starry_small.png").convert("RGB"))
+    events = []
+    render_style(net, photo(96), [starry], settings=StyleSettings(size=96, scales=1, iterations=20),
+                 on_event=events.append)
+    styles = [e.values["style"] for e in events if isinstance(e, Progress)]
+    assert styles[-1] < 0.2 * styles[0]

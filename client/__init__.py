@@ -3,9 +3,15 @@
     from dreamrender.client import DreamClient
     with DreamClient("localhost:50051") as client:
         png = client.dream("cat.jpg", steps=5, timeout=600)
-"""
-from ._sdk import (AsyncDreamClient, DreamClient, DreamError, dream_request, final_result, image_message,
-                   style_request)
 
-__all__ = ["DreamClient", "AsyncDreamClient", "DreamError", "dream_request", "style_request", "image_message",
-           "final_result"]
+`LocalScorer` scores images with onnxruntime and numpy only, on an exported model file
+(`dreamctl models export vgg16 -o vgg16.onnx`).
+"""
+from dreamrender.scoring import Scorer as LocalScorer
+from dreamrender.scoring import StyleTerms
+
+from ._sdk import (AsyncDreamClient, DreamClient, DreamError, dream_request, evaluate_request, final_result,
+                   image_message, style_request)
+
+__all__ = ["DreamClient", "AsyncDreamClient", "DreamError", "LocalScorer", "StyleTerms", "dream_request",
+           "style_request", "evaluate_request", "image_message", "final_result"]

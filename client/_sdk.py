@@ -14,7 +14,7 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
 __all__ = ["DreamClient", "AsyncDreamClient", "DreamError", "ImageInput", "Metadata",
-           "dream_request", "style_request", "image_message", "final_result"]
+           "dream_request", "style_request", "evaluate_request", "image_message", "final_result"]
 
 ImageInput = Union[str, Path, bytes, "pb.Image"]
 Metadata = Sequence[tuple[str, str]]
@@ -114,6 +114,29 @@ def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: s
     return req
 
 
+def evaluate_request(content: ImageInput, styles: Sequence[ImageInput], candidates: Sequence[ImageInput], *,
+                     model: str = "", style_weights: Sequence[float] = (), style_scales: Sequence[float] = (),
+                     content_layers: Sequence[str] = (), style_layers: Sequence[str] = (),
+                     content_weight: float | None = None, style_weight: float | None = None,
+                     tv_weight: float | None = None) -> pb.EvaluateRequest:
+    """Build an EvaluateRequest (term weights left out take the server's defaults)."""
+    req = pb.EvaluateRequest(model=model, content=image_message(content),
+                             candidates=[image_message(c) for c in candidates])
+    for i, s in enumerate(styles):
+        item = req.styles.add(image=image_message(s))
+        if i < len(style_weights):
+            item.weight = style_weights[i]
+        if i < len(style_scales):
+            item.scale = style_scales[i]
+    for name in content_layers:
+        req.content_layers.add(layer=name)
+    for name in style_layers:
+        req.style_layers.add(layer=name)
+    _wire.fill_request(req, StyleSettings, {"content_weight": content_weight, "style_weight": style_weight,
+                                            "tv_weight": tv_weight})
+    return req
+
+
 def _result_format(fmt: str) -> int:
     try:
         return {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG}[fmt]
@@ -203,6 +226,16 @@ class DreamClient(_Common):
         """Render a style transfer and return the final image's encoded bytes."""
         return final_result(self.render_style(content, styles, **kwargs)).image.data
 
+    def evaluate(self, content: ImageInput, styles: Sequence[ImageInput], candidates: Sequence[ImageInput], *,
+                 timeout: float | None = 300.0, metadata: Metadata | None = None, **kwargs: Any) -> list[dict[str, float]]:
+        """The style loss terms of each candidate, in order: [{"content", "style", "style/<layer>", "tv", "total"}]."""
+        req = evaluate_request(content, styles, candidates, **kwargs)
+        try:
+            resp = self._stub.Evaluate(req, timeout=timeout, metadata=self._md(metadata))
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+        return [dict(c.values) for c in resp.candidates]
+
     def list_models(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> list[pb.ModelInfo]:
         try:
             return list(self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout,
@@ -264,6 +297,16 @@ class AsyncDreamClient(_Common):
         if result is None:
             raise DreamError(grpc.StatusCode.INTERNAL, "stream ended without a result")
         return result.image.data
+
+    async def evaluate(self, content: ImageInput, styles: Sequence[ImageInput], candidates: Sequence[ImageInput], *,
+                       timeout: float | None = 300.0, metadata: Metadata | None = None,
+                       **kwargs: Any) -> list[dict[str, float]]:
+        req = evaluate_request(content, styles, candidates, **kwargs)
+        try:
+            resp = await self._stub.Evaluate(req, timeout=timeout, metadata=self._md(metadata))
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+        return [dict(c.values) for c in resp.candidates]
 
     async def list_models(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> list[pb.ModelInfo]:
         try:

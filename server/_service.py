@@ -1,6 +1,7 @@
 """The servicer: validates requests, queues jobs, adapts engine events to the response stream."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import threading
@@ -17,6 +18,7 @@ from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
 from . import _proto
 from ._imaging import decode_image, resize_long_side, to_tensor
+from ._evaluator import Evaluator
 from ._jobs import Job, Scheduler
 from .dream import check_terms, dream_noise, render_dream
 from .events import Accepted, Event
@@ -56,8 +58,9 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     """Implements dreamrender.v1.DreamRenderService on top of the engines."""
 
     def __init__(self, *, cache: ModelCache, scheduler: Scheduler, limits: Limits, server_id: str,
-                 default_dream_model: str = "vgg16", default_style_model: str = "vgg16") -> None:
+                 evaluator: Evaluator, default_dream_model: str = "vgg16", default_style_model: str = "vgg16") -> None:
         self.cache = cache
+        self.evaluator = evaluator
         self.scheduler = scheduler
         self.limits = limits
         self.server_id = server_id
@@ -115,7 +118,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
 
         def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
             net = self.cache.get(settings.model)
-            render_dream(net, start, settings=settings, on_event=sink, cancel=cancel, device=self.cache.device)
+            render_dream(net, start, settings=settings, on_event=self.evaluator.dream_sink(sink, settings),
+                         cancel=cancel, device=self.cache.device)
 
         async for r in self._stream(body, pb.RenderDreamResponse, context, frame_format=settings.preview.format,
                                     result_format=_proto.result_format(request), rpc="RenderDream"):
@@ -151,12 +155,21 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             from .style import render_style
 
             net = self.cache.get(settings.model)
+            scored = self.evaluator.style_sink(sink, settings, inputs.content.numpy(), [x.numpy() for x in inputs.styles])
             render_style(net, inputs.content, inputs.styles, settings=settings, init_image=inputs.init_image,
-                         on_event=sink, cancel=cancel, device=self.cache.device)
+                         on_event=scored, cancel=cancel, device=self.cache.device)
 
         async for r in self._stream(body, pb.RenderStyleResponse, context, frame_format=settings.preview.format,
                                     result_format=_proto.result_format(request), rpc="RenderStyle"):
             yield r
+
+    async def Evaluate(self, request: pb.EvaluateRequest, context: Any) -> pb.EvaluateResponse:
+        from ._style_service import prepare_evaluate
+
+        model, run = prepare_evaluate(self, request)
+        results = await asyncio.get_running_loop().run_in_executor(self.evaluator.pool, run)
+        return pb.EvaluateResponse(model=model, evaluator=self.evaluator.name, candidates=[
+            pb.CandidateScores(values=values, width=w, height=h) for values, (h, w) in results])
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
         models = []

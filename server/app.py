@@ -21,6 +21,7 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
 from ._common import resolve_device
+from ._evaluator import Evaluator
 from ._interceptor import ErrorInterceptor
 from ._jobs import Scheduler
 from ._service import DreamRenderServicer, Limits, ModelCache
@@ -47,6 +48,8 @@ class ServerConfig:
     default_dream_model: str = "vgg16"
     default_style_model: str = "vgg16"
     torch_threads: int = 0  # 0: torch's default
+    evaluator: bool = True  # score checkpoints with onnxruntime off the render loop
+    evaluator_threads: int = 1  # onnxruntime intra-op threads (leave the cores to torch)
 
 
 def create_server(config: ServerConfig) -> tuple[grpc.aio.Server, int]:
@@ -64,7 +67,8 @@ def create_server(config: ServerConfig) -> tuple[grpc.aio.Server, int]:
     options = [("grpc.max_send_message_length", config.max_message_bytes),
                ("grpc.max_receive_message_length", config.max_message_bytes)]
     server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=options)
-    servicer = DreamRenderServicer(cache=cache, scheduler=scheduler, server_id=config.server_id,
+    evaluator = Evaluator(store, threads=config.evaluator_threads, enabled=config.evaluator)
+    servicer = DreamRenderServicer(cache=cache, scheduler=scheduler, server_id=config.server_id, evaluator=evaluator,
                                    limits=Limits(config.max_input_pixels, config.max_side),
                                    default_dream_model=config.default_dream_model,
                                    default_style_model=config.default_style_model)
@@ -75,7 +79,8 @@ def create_server(config: ServerConfig) -> tuple[grpc.aio.Server, int]:
     port = server.add_insecure_port(config.listen)
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
-    server.dreamrender = {"health": health_servicer, "scheduler": scheduler, "servicer": servicer}  # type: ignore[attr-defined]
+    server.dreamrender = {"health": health_servicer, "scheduler": scheduler, "servicer": servicer,  # type: ignore[attr-defined]
+                          "evaluator": evaluator}  # type: ignore[attr-defined]
     log.info("dreamd on port %d, device %s, models in %s", port, device, store.root)
     return server, port
 
@@ -115,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pull", action="append", default=[], metavar="MODEL", help="fetch this model's weights at start (repeatable)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get to finish on SIGTERM (default 30)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-evaluator", action="store_true", help="do not score checkpoints with onnxruntime")
+    p.add_argument("--evaluator-threads", type=int, default=d.evaluator_threads,
+                   help=f"onnxruntime threads of the checkpoint evaluator (default {d.evaluator_threads})")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return p
 
@@ -126,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ServerConfig(listen=args.listen, device=args.device,
                           models_dir=str(Path(args.models_dir).expanduser()) if args.models_dir else None,
                           max_queue=args.max_queue, max_side=args.max_side, pull=tuple(args.pull),
-                          torch_threads=args.torch_threads)
+                          torch_threads=args.torch_threads, evaluator=not args.no_evaluator,
+                          evaluator_threads=args.evaluator_threads)
     try:
         asyncio.run(serve(config, grace=args.grace))
     except (WeightsError, OSError) as exc:

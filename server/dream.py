@@ -17,7 +17,7 @@ from dreamrender.settings import DreamSettings, DreamTerm
 
 from ._common import CancelToken, WorkClock, autocast_for, check_cancel
 from ._imaging import preview_array, resize_to, to_uint8
-from .events import EventSink, Frame, Progress, RenderStats, Result
+from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
 __all__ = ["render_dream", "check_terms", "octave_sizes", "tile_spans", "dream_noise"]
 
@@ -105,6 +105,7 @@ class _Dreamer:
 
     def _frame(self, img: torch.Tensor, index: int) -> None:
         self.on_event(Frame(preview_array(img, self.s.preview.max_side), self.step, self.last_score, "octave", index))
+        self.on_event(Checkpoint(img.detach().float().cpu().numpy().copy(), self.step, index))
 
     def _step(self, img: torch.Tensor) -> torch.Tensor:
         s = self.s

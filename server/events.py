@@ -7,7 +7,7 @@ from typing import Callable, Mapping, Union
 
 import numpy as np
 
-__all__ = ["Accepted", "Queued", "Progress", "Frame", "Result", "Event", "EventSink"]
+__all__ = ["Accepted", "Queued", "Progress", "Frame", "Checkpoint", "Scores", "Result", "RenderStats", "Event", "EventSink"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,25 @@ class Frame:
     stage_index: int
 
 
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A checkpoint image at full size, for the feed-forward evaluator (never sent as such)."""
+
+    image: np.ndarray  # float32 (1, 3, H, W) RGB in [0, 1]: the image the loss/score is of
+    step: int
+    stage_index: int
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The evaluator's loss/score values for a checkpoint."""
+
+    step: int
+    stage_index: int
+    values: Mapping[str, float]
+    evaluator: str
+
+
 @dataclass(frozen=True)
 class RenderStats:
     width: int
@@ -61,5 +80,5 @@ class Result:
     stats: RenderStats
 
 
-Event = Union[Accepted, Queued, Progress, Frame, Result]
+Event = Union[Accepted, Queued, Progress, Frame, Checkpoint, Scores, Result]
 EventSink = Callable[[Event], None]

@@ -19,7 +19,7 @@ from dreamrender.settings import StyleSettings
 
 from ._common import CancelToken, WorkClock, autocast_for, check_cancel
 from ._imaging import preview_array, resize_long_side, resize_to, to_uint8
-from .events import EventSink, Frame, Progress, RenderStats, Result
+from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
 __all__ = ["render_style", "gram", "scale_sides", "check_layers", "preserve_colors"]
 
@@ -157,6 +157,8 @@ class _Tracker:
         self._last_frame_step = self.step
         self.on_event(Frame(preview_array(self.present(self.best), self.s.preview.max_side), self.step,
                             self.best_loss, "scale", self.scale_index))
+        # The optimised image itself (before colour preservation) is what the loss is of.
+        self.on_event(Checkpoint(self.best.float().cpu().numpy().copy(), self.step, self.scale_index))
 
 
 def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float) -> None:

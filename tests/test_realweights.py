@@ -6,6 +6,7 @@ Skipped only when the weights are not in the store ($DREAMRENDER_MODELS): pull t
 from __future__ import annotations
 
 import numpy as np
+from pathlib import Path
 import pytest
 import torch
 from PIL import Image
@@ -80,3 +81,41 @@ def test_vgg16_style_loss_falls():
                  on_event=events.append)
     styles = [e.values["style"] for e in events if isinstance(e, Progress)]
     assert styles[-1] < 0.2 * styles[0]
+
+
+def test_vgg16_onnxruntime_agrees_with_torch(tmp_path):
+    from .test_evaluate import compare_engines
+
+    compare_engines(need("vgg16"), STORE, tmp_path)
+
+
+def test_dreamctl_evaluate_ranks_a_real_render(tmp_path):
+    """A 300-iteration render beats the photo on the style term; the photo beats noise on content."""
+    import json
+    import subprocess
+    import sys
+
+    from dreamrender.client import DreamClient
+
+    from .conftest import start_server
+
+    need("vgg16")
+    srv = start_server(STORE.root, default_dream_model="vgg16", default_style_model="vgg16")
+    assets = DATA.parent.parent / "server" / "assets"
+    content, style = tmp_path / "content.png", assets / "starry_night.jpg"
+    Image.open(assets / "chelsea.png").convert("RGB").resize((128, 85), Image.LANCZOS).save(content)
+    noise = tmp_path / "noise.png"
+    Image.fromarray((np.random.default_rng(0).random((85, 128, 3)) * 255).astype(np.uint8)).save(noise)
+    styled = tmp_path / "styled.png"
+    try:
+        with DreamClient(srv.target) as c:
+            styled.write_bytes(c.style(content, [style], size=128, scales=1, iterations=300, timeout=900))
+        r = subprocess.run([str(Path(sys.executable).parent / "dreamctl"), "--server", srv.target, "evaluate",
+                            "--content", str(content), "--style", str(style), str(styled), str(content), str(noise),
+                            "--json"], capture_output=True, text=True, timeout=300)
+    finally:
+        srv.stop()
+    assert r.returncode == 0, r.stderr
+    rendered, photo, noisy = json.loads(r.stdout)
+    assert rendered["style"] < photo["style"]
+    assert photo["content"] < noisy["content"]

@@ -136,18 +136,20 @@ class RenderDreamRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
 
 class RenderDreamResponse(_message.Message):
-    __slots__ = ("accepted", "queued", "progress", "frame", "result")
+    __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
     accepted: Accepted
     queued: Queued
     progress: Progress
     frame: Frame
     result: Result
-    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ...) -> None: ...
+    scores: CheckpointScores
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., scores: _Optional[_Union[CheckpointScores, _Mapping]] = ...) -> None: ...
 
 class StyleImage(_message.Message):
     __slots__ = ("image", "weight", "scale")
@@ -212,18 +214,20 @@ class RenderStyleRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
 
 class RenderStyleResponse(_message.Message):
-    __slots__ = ("accepted", "queued", "progress", "frame", "result")
+    __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
     accepted: Accepted
     queued: Queued
     progress: Progress
     frame: Frame
     result: Result
-    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ...) -> None: ...
+    scores: CheckpointScores
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., scores: _Optional[_Union[CheckpointScores, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("job_id", "queue_position", "server_id")
@@ -281,6 +285,25 @@ class Frame(_message.Message):
     stage: str
     stage_index: int
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., step: _Optional[int] = ..., score: _Optional[float] = ..., stage: _Optional[str] = ..., stage_index: _Optional[int] = ...) -> None: ...
+
+class CheckpointScores(_message.Message):
+    __slots__ = ("step", "stage_index", "values", "evaluator")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    EVALUATOR_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    stage_index: int
+    values: _containers.ScalarMap[str, float]
+    evaluator: str
+    def __init__(self, step: _Optional[int] = ..., stage_index: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., evaluator: _Optional[str] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("image", "stats")
@@ -350,3 +373,52 @@ class LayerInfo(_message.Message):
     name: str
     channels: int
     def __init__(self, name: _Optional[str] = ..., channels: _Optional[int] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("model", "content", "styles", "candidates", "content_layers", "style_layers", "content_weight", "style_weight", "tv_weight")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    STYLES_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    STYLE_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STYLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TV_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    content: Image
+    styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
+    candidates: _containers.RepeatedCompositeFieldContainer[Image]
+    content_layers: _containers.RepeatedCompositeFieldContainer[LayerWeight]
+    style_layers: _containers.RepeatedCompositeFieldContainer[LayerWeight]
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., candidates: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ...) -> None: ...
+
+class EvaluateResponse(_message.Message):
+    __slots__ = ("candidates", "model", "evaluator")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EVALUATOR_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[CandidateScores]
+    model: str
+    evaluator: str
+    def __init__(self, candidates: _Optional[_Iterable[_Union[CandidateScores, _Mapping]]] = ..., model: _Optional[str] = ..., evaluator: _Optional[str] = ...) -> None: ...
+
+class CandidateScores(_message.Message):
+    __slots__ = ("values", "width", "height")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.ScalarMap[str, float]
+    width: int
+    height: int
+    def __init__(self, values: _Optional[_Mapping[str, float]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...

@@ -55,6 +55,11 @@ class DreamRenderServiceStub:
                 request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.Evaluate = channel.unary_unary(
+                '/dreamrender.v1.DreamRenderService/Evaluate',
+                request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateResponse.FromString,
+                _registered_method=True)
 
 
 class DreamRenderServiceServicer:
@@ -87,6 +92,14 @@ class DreamRenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evaluate(self, request, context):
+        """Evaluate scores candidate images against a content and style images without rendering:
+        the style-transfer loss terms of each candidate, computed feed-forward with onnxruntime.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DreamRenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -104,6 +117,11 @@ def add_DreamRenderServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListModelsRequest.FromString,
                     response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'Evaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evaluate,
+                    request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateRequest.FromString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -193,6 +211,33 @@ class DreamRenderService:
             '/dreamrender.v1.DreamRenderService/ListModels',
             dreamrender_dot_v1_dot_dreamrender__pb2.ListModelsRequest.SerializeToString,
             dreamrender_dot_v1_dot_dreamrender__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamrender.v1.DreamRenderService/Evaluate',
+            dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateRequest.SerializeToString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateResponse.FromString,
             options,
             channel_credentials,
             insecure,

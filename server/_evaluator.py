@@ -1,0 +1,136 @@
+"""The feed-forward evaluator: onnxruntime sessions on cached ONNX exports of the feature nets.
+
+Checkpoint scores are computed on the evaluator's own thread, so the torch loop never waits for
+them; when checkpoints come faster than they can be scored, the waiting one is replaced by the
+newer (the stream would otherwise fall ever further behind on slow machines).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from typing import Callable, Sequence
+
+import numpy as np
+
+from dreamrender.models import ModelStore
+from dreamrender.scoring import Scorer, StyleTargets, StyleTerms
+from dreamrender.settings import DreamSettings, StyleSettings
+
+from .events import Checkpoint, Event, Result, Scores
+
+__all__ = ["Evaluator", "CheckpointScorer"]
+
+log = logging.getLogger(__name__)
+
+
+class Evaluator:
+    """Scorers per (model, layers), built from exports cached in the model store."""
+
+    def __init__(self, store: ModelStore, *, threads: int = 1, enabled: bool = True) -> None:
+        self.store = store
+        self.threads = threads
+        self.enabled = enabled
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evaluator")
+        self._scorers: dict[tuple[str, tuple[str, ...]], Scorer] = {}
+        self._lock = threading.Lock()
+
+    def scorer(self, model: str, layers: Sequence[str]) -> Scorer:
+        """The scorer for `model` cut after the deepest of `layers` (exported on first use)."""
+        from dreamrender.models._export import export_onnx
+
+        key = (model, tuple(sorted(set(layers))))
+        with self._lock:
+            if key not in self._scorers:
+                path = export_onnx(model, list(key[1]), store=self.store)
+                self._scorers[key] = Scorer(path, threads=self.threads)
+            return self._scorers[key]
+
+    @property
+    def name(self) -> str:
+        import onnxruntime as ort
+
+        return "onnxruntime:" + ort.get_available_providers()[0]
+
+    def dream_sink(self, sink: Callable[[Event], None], s: DreamSettings) -> Callable[[Event], None]:
+        terms = [(t.layer, t.channels, t.weight) for t in s.terms]
+
+        def score(image: np.ndarray) -> dict[str, float]:
+            scorer = self.scorer(s.model, [t[0] for t in terms])
+            return {"score": scorer.dream_score(image, terms, objective=s.objective)}
+
+        return CheckpointScorer(self, sink, score) if self.enabled else _drop_checkpoints(sink)
+
+    def style_sink(self, sink: Callable[[Event], None], s: StyleSettings, content: np.ndarray,
+                   styles: Sequence[np.ndarray]) -> Callable[[Event], None]:
+        terms = StyleTerms({x.layer: x.weight for x in s.content_layers}, {x.layer: x.weight for x in s.style_layers},
+                           s.content_weight, s.style_weight, s.tv_weight)
+        targets: dict[tuple[int, int], StyleTargets] = {}
+
+        def score(image: np.ndarray) -> dict[str, float]:
+            scorer = self.scorer(s.model, list(terms.content_layers) + list(terms.style_layers))
+            hw = tuple(image.shape[-2:])
+            if hw not in targets:  # once per scale
+                targets[hw] = scorer.style_targets(content, styles, hw, style_weights=[x.weight for x in s.styles],  # type: ignore[arg-type]
+                                                   style_scales=[x.scale for x in s.styles], terms=terms)
+            return scorer.candidate_terms(image, targets[hw])  # type: ignore[index]
+
+        return CheckpointScorer(self, sink, score) if self.enabled else _drop_checkpoints(sink)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _drop_checkpoints(sink: Callable[[Event], None]) -> Callable[[Event], None]:
+    return lambda e: None if isinstance(e, Checkpoint) else sink(e)
+
+
+class CheckpointScorer:
+    """A job's event sink: Checkpoint events go to the evaluator thread, the rest pass through.
+
+    At most one checkpoint waits while another is scored: a newer one replaces the waiting one
+    (the stream never falls behind, and the last checkpoint is always scored). The Result waits
+    for the scoring in flight, so the stream still ends with the result.
+    """
+
+    def __init__(self, evaluator: Evaluator, sink: Callable[[Event], None],
+                 score: Callable[[np.ndarray], dict[str, float]]) -> None:
+        self.evaluator, self.sink, self.score = evaluator, sink, score
+        self._lock = threading.Lock()
+        self._waiting: Checkpoint | None = None
+        self._worker: concurrent.futures.Future | None = None
+        self._draining = False
+        self.skipped = 0
+        self.scored = 0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Checkpoint):
+            with self._lock:
+                if self._waiting is not None:
+                    self.skipped += 1
+                self._waiting = event
+                if not self._draining:  # decided under the lock: _drain clears it under the lock too
+                    self._draining = True
+                    self._worker = self.evaluator.pool.submit(self._drain)
+            return
+        if isinstance(event, Result) and self._worker is not None:
+            try:
+                self._worker.result(timeout=120)
+            except Exception:  # scoring is best effort; the render's result must still arrive
+                log.exception("checkpoint scoring failed")
+        self.sink(event)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                ev, self._waiting = self._waiting, None
+                if ev is None:
+                    self._draining = False
+                    return
+            try:
+                values = self.score(ev.image)
+            except Exception:
+                log.exception("checkpoint scoring failed at step %d", ev.step)
+                continue
+            self.scored += 1
+            self.sink(Scores(ev.step, ev.stage_index, values, self.evaluator.name))

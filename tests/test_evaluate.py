@@ -1,0 +1,128 @@
+"""Feed-forward evaluation: ONNX export, onnxruntime scores vs torch, checkpoint scores, Evaluate."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamrender.client import DreamClient, DreamError, LocalScorer
+from dreamrender.models import ModelStore, get_model
+from dreamrender.models._export import export_onnx
+from dreamrender.scoring import StyleTerms
+from dreamrender.server._imaging import to_tensor
+from dreamrender.server.style import _Objective, _targets
+from dreamrender.settings import StyleImageSettings, StyleSettings
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+from .conftest import DATA
+
+LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+
+
+def load(name: str) -> torch.Tensor:
+    return to_tensor(Image.open(DATA / name).convert("RGB"))
+
+
+def torch_terms(net, s: StyleSettings, content, styles, cand) -> dict[str, float]:
+    targets = _targets(net, s, content, styles, max(cand.shape[-2:]), torch.device("cpu"))
+    total, terms = _Objective(net, s, targets, torch.device("cpu"))(cand)
+    return {k: float(v) for k, v in terms.items()} | {"total": float(total)}
+
+
+def compare_engines(net, store: ModelStore, tmp_path: Path, rel: float = 1e-3) -> None:
+    content, starry, scream = load("chelsea_small.png"), load("starry_small.png"), load("scream_small.png")
+    starry = torch.nn.functional.interpolate(starry, size=(60, 96), mode="bilinear")  # long side = candidate's
+    scream = torch.nn.functional.interpolate(scream, size=(96, 75), mode="bilinear")
+    cand = (content + 0.2 * torch.rand_like(content, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    s = StyleSettings(model=net.name, size=96, tv_weight=1e-3, styles=(StyleImageSettings(0.7), StyleImageSettings(0.3)))
+    ref = torch_terms(net, s, content, [starry, scream], cand)
+    scorer = LocalScorer(export_onnx(net.name, LAYERS, store=store))
+    terms = StyleTerms({"relu4_2": 1.0}, {n: 1.0 for n in LAYERS if n != "relu4_2"}, 1.0, 1e-4, 1e-3)
+    got = scorer.style_terms(content.numpy(), [starry.numpy(), scream.numpy()], [cand.numpy()],
+                             style_weights=[0.7, 0.3], terms=terms)[0]
+    for key in ("content", "style", "tv", "total"):
+        assert got[key] == pytest.approx(ref[key], rel=rel), key
+    assert sum(got[f"style/{n}"] for n in terms.style_layers) == pytest.approx(got["style"])
+
+
+def test_onnxruntime_agrees_with_torch_on_every_term(tmp_path, models_dir):
+    compare_engines(get_model("tiny"), ModelStore(models_dir), tmp_path)
+
+
+def test_export_is_cached_dynamic_and_stamped(models_dir):
+    store = ModelStore(models_dir)
+    a = export_onnx("tiny", ["relu3_1", "relu1_1"], store=store)
+    assert export_onnx("tiny", ["relu3_1", "relu1_1"], store=store) == a  # cached
+    scorer = LocalScorer(a)
+    assert scorer.model == "tiny" and scorer.layers == ["relu3_1", "relu1_1"]
+    for hw in [(40, 64), (97, 33)]:
+        feats = scorer.features(np.random.rand(1, 3, *hw).astype(np.float32))
+        assert feats["relu1_1"].shape[-2:] == hw
+    with pytest.raises(ValueError):
+        scorer.features(np.random.rand(1, 3, 40, 40).astype(np.float32), ["relu5_1"])
+
+
+def test_checkpoint_scores_stream_and_match_the_frames(server, chelsea_bytes):
+    with DreamClient(server.target) as c:
+        events = list(c.render_style(chelsea_bytes, [DATA / "starry_small.png"], size=64, scales=1, iterations=20,
+                                     preview={"every": 5}, timeout=120))
+        dream_events = list(c.render_dream(chelsea_bytes, octaves=2, steps=3, preview={"every": 0}, timeout=60))
+    assert isinstance(events[-1], pb.Result)
+    frames = {e.step: e.score for e in events if isinstance(e, pb.Frame)}
+    scores = [e for e in events if isinstance(e, pb.CheckpointScores)]
+    assert scores and all(e.evaluator.startswith("onnxruntime:") for e in scores)
+    for e in scores:  # the evaluator's total of the checkpoint image = the torch loss of that image
+        assert e.values["total"] == pytest.approx(frames[e.step], rel=1e-3)
+        assert {"content", "style", "tv", "total"} <= set(e.values)
+    dream_scores = [e for e in dream_events if isinstance(e, pb.CheckpointScores)]
+    assert [e.step for e in dream_scores] == [3, 6] and all(e.values["score"] > 0 for e in dream_scores)
+
+
+def test_evaluate_rpc_ranks_and_orders(server, chelsea_bytes, tmp_path):
+    noise = tmp_path / "noise.png"
+    Image.fromarray((np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)).save(noise)
+    with DreamClient(server.target) as c:
+        rows = c.evaluate(chelsea_bytes, [DATA / "starry_small.png"], [chelsea_bytes, noise])
+    assert len(rows) == 2 and rows[0]["content"] == 0.0 and rows[1]["content"] > 0
+    assert set(rows[0]) >= {"content", "style", "tv", "total", "style/relu1_1"}
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(candidates=[]), "candidates"),
+    (dict(style_layers=["relu9_9"]), "style_layers[0].layer"),
+    (dict(content_layers=["nope"]), "content_layers[0].layer"),
+    (dict(model="mobilenet_v2"), "model"),
+    (dict(styles=[]), "styles"),
+])
+def test_evaluate_bad_input(server, chelsea_bytes, kwargs, field):
+    args = dict(content=chelsea_bytes, styles=[DATA / "starry_small.png"], candidates=[chelsea_bytes])
+    for k in ("candidates", "styles"):
+        if k in kwargs:
+            args[k] = kwargs.pop(k)
+    with DreamClient(server.target) as c, pytest.raises(DreamError) as err:
+        c.evaluate(args["content"], args["styles"], args["candidates"], **kwargs)
+    assert err.value.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
+    if err.value.code == grpc.StatusCode.INVALID_ARGUMENT:
+        assert err.value.violations[0][0] == field
+    else:  # mobilenet weights absent in the test store: the model check comes after availability
+        assert "mobilenet_v2" in err.value.details
+
+
+def test_dreamctl_evaluate_json_and_table(server, tmp_path):
+    bin_ = Path(sys.executable).parent / "dreamctl"
+    args = [str(bin_), "--server", server.target, "evaluate", "--content", str(DATA / "chelsea_small.png"),
+            "--style", str(DATA / "starry_small.png"), str(DATA / "chelsea_small.png"), str(DATA / "starry_small.png")]
+    r = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["image"] for row in rows] == [str(DATA / "chelsea_small.png"), str(DATA / "starry_small.png")]
+    assert rows[0]["content"] == 0 and rows[1]["style"] < rows[0]["style"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:5] == ["image", "content", "style", "tv", "total"]

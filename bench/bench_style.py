@@ -42,25 +42,37 @@ class _Stop(Exception):
     pass
 
 
-def measure_bare(model: str, size: int, iters: int) -> dict:
-    """Forward to the deepest style layer and backward to the image: the network's own cost."""
+def measure_bare(model: str, size: int, iters: int, layer: str = "relu5_1") -> dict:
+    """Forward to `layer` and backward to the image: the network's own cost (relu5_1: the
+    deepest style layer, where the engine cuts; pool5: VGG's whole conv stack)."""
     import torch
 
     from dreamrender.models import get_model
 
     net = get_model(model)
     x = _load(size)[0].requires_grad_(True)
-    times = []
-    for _ in range(iters + 2):
-        t = time.perf_counter()
-        out = net(x, ["relu5_1"])["relu5_1"]
+    for _ in range(2):  # warm-up
+        torch.autograd.grad(net(x, [layer])[layer].sum(), x)
+    t = time.perf_counter()
+    for _ in range(iters):
+        out = net(x, [layer])[layer]
         (g,) = torch.autograd.grad(out.sum(), x)
-        times.append(time.perf_counter() - t)
-    return {"s_per_iter": sorted(times[2:])[len(times[2:]) // 2]}
+    return {"s_per_iter": (time.perf_counter() - t) / iters}
+
+
+def _evaluator_sink(model: str, sink, s, content, style):
+    """The server's checkpoint scorer (onnxruntime on its own thread), export built beforehand."""
+    from dreamrender.models import ModelStore
+    from dreamrender.server._evaluator import Evaluator
+
+    ev = Evaluator(ModelStore(), threads=1)
+    ev.scorer(model, [x.layer for x in s.content_layers] + [x.layer for x in s.style_layers])
+    return ev.style_sink(sink, s, content.numpy(), [style.numpy()])
 
 
 def measure_engine(model: str, size: int, iters: int, optimizer: str, scales: int = 1,
-                   stop_at: float | None = None, every: int = 10) -> dict:
+                   stop_at: float | None = None, every: int = 10, evaluator: bool = False,
+                   coarse_iters: int = 0) -> dict:
     """Run render_style; per-iteration time (median of steady iterations), final loss, wall time."""
     from dreamrender.models import get_model
     from dreamrender.server.events import Progress
@@ -70,7 +82,6 @@ def measure_engine(model: str, size: int, iters: int, optimizer: str, scales: in
     net = get_model(model)
     content, style = _load(size)
     stamps: list[tuple[int, float, float, int]] = []
-    start = time.perf_counter()
 
     def on_event(e) -> None:
         if isinstance(e, Progress):
@@ -79,21 +90,27 @@ def measure_engine(model: str, size: int, iters: int, optimizer: str, scales: in
                 raise _Stop
 
     s = StyleSettings(model=model, size=size, scales=scales, iterations=iters, optimizer=optimizer,
-                      preview=PreviewSettings(every=every))
+                      coarse_iterations=coarse_iters, preview=PreviewSettings(every=every))
+    sink = _evaluator_sink(model, on_event, s, content, style) if evaluator else on_event
+    start = time.perf_counter()
     try:
-        render_style(net, content, [style], settings=s, on_event=on_event)
+        render_style(net, content, [style], settings=s, on_event=sink)
         reached = stop_at is None
     except _Stop:
         reached = True
     wall = time.perf_counter() - start
     last = [t for t in stamps if t[3] == stamps[-1][3]]
-    deltas = sorted(b[1] - a[1] for a, b in zip(last[3:], last[4:]))
-    return {"s_per_iter": deltas[len(deltas) // 2] if deltas else float("nan"), "wall": wall,
+    steady = last[3:]  # the first iterations warm caches up
+    # The mean, not the median: checkpoint work lands on a few iterations and must count.
+    per_iter = (steady[-1][1] - steady[0][1]) / (len(steady) - 1) if len(steady) > 1 else float("nan")
+    return {"s_per_iter": per_iter, "wall": wall,
             "final_loss": min(t[2] for t in last), "iterations": stamps[-1][0], "reached": reached}
 
 
 def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark child failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -103,10 +120,11 @@ def _run_child(ns: argparse.Namespace) -> None:
     torch.set_num_threads(ns.threads)
     kind = ns.child
     if kind == "bare":
-        res = measure_bare(ns.model, ns.size, ns.iters)
+        res = measure_bare(ns.model, ns.size, ns.iters, ns.layer)
     else:
         res = measure_engine(ns.model, ns.size, ns.iters, ns.optimizer, ns.scales,
-                             ns.stop_at if ns.stop_at > 0 else None)
+                             ns.stop_at if ns.stop_at > 0 else None, every=ns.every, evaluator=ns.evaluator,
+                             coarse_iters=ns.coarse_iters)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(res))
 
@@ -118,27 +136,38 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=300, help="single-scale iterations for time to quality")
     p.add_argument("--per-iter-iters", type=int, default=12, help="iterations timed for s/iter")
     p.add_argument("--scales", type=int, default=3, help="scales of the multi-scale schedule")
+    p.add_argument("--coarse-iters", type=int, default=100, help="iterations per coarse scale of the schedule")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="skip time to quality")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=256, help=argparse.SUPPRESS)
     p.add_argument("--optimizer", default="lbfgs", help=argparse.SUPPRESS)
     p.add_argument("--stop-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--every", type=int, default=10, help=argparse.SUPPRESS)
+    p.add_argument("--layer", default="relu5_1", help=argparse.SUPPRESS)
+    p.add_argument("--evaluator", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--checkpoints", action="store_true",
+                   help="only measure the per-iteration cost of checkpoint scoring (every 10) at each size")
     ns = p.parse_args()
     if ns.child:
         return _run_child(ns)
     common = ["--model", ns.model, "--threads", str(ns.threads)]
     print(f"model {ns.model}, {ns.threads} torch threads")
-    print(f"{'size':>5} {'what':<14} {'s/iter':>8} {'vs bare':>8} {'peak RSS MB':>12}")
+    if ns.checkpoints:
+        return _checkpoint_overhead(ns, common)
+    print(f"{'size':>5} {'what':<16} {'s/iter':>8} {'vs cut':>8} {'vs full':>9} {'peak RSS MB':>12}")
     for size in ns.sizes:
         n = str(ns.per_iter_iters)
         bare = _child(["--child", "bare", "--size", str(size), "--iters", n, *common])
-        print(f"{size:>5} {'bare fwd+bwd':<14} {bare['s_per_iter']:>8.3f} {1.0:>8.3f} {bare['peak_rss_mb']:>12.0f}")
+        full = _child(["--child", "bare", "--size", str(size), "--iters", n, "--layer", "pool5", *common])
+        print(f"{size:>5} {'bare to relu5_1':<16} {bare['s_per_iter']:>8.3f} {1.0:>8.3f} {'':>9} {bare['peak_rss_mb']:>12.0f}")
+        print(f"{size:>5} {'bare full stack':<16} {full['s_per_iter']:>8.3f} {full['s_per_iter'] / bare['s_per_iter']:>8.3f} "
+              f"{1.0:>9.3f} {full['peak_rss_mb']:>12.0f}")
         for opt in ("lbfgs", "adam"):
             r = _child(["--child", "engine", "--size", str(size), "--iters", n, "--optimizer", opt,
                         "--scales", "1", *common])
-            print(f"{size:>5} {'engine ' + opt:<14} {r['s_per_iter']:>8.3f} {r['s_per_iter'] / bare['s_per_iter']:>8.3f} "
-                  f"{r['peak_rss_mb']:>12.0f}")
+            print(f"{size:>5} {'engine ' + opt:<16} {r['s_per_iter']:>8.3f} {r['s_per_iter'] / bare['s_per_iter']:>8.3f} "
+                  f"{r['s_per_iter'] / full['s_per_iter']:>9.3f} {r['peak_rss_mb']:>12.0f}")
     if ns.quick:
         return
     size = max(ns.sizes)
@@ -147,11 +176,23 @@ def main() -> None:
     print(f"  single scale, {single['iterations']} iterations: loss {single['final_loss']:.4g} in "
           f"{single['wall']:.1f} s (peak RSS {single['peak_rss_mb']:.0f} MB)")
     multi = _child(["--child", "engine", "--size", str(size), "--iters", str(ns.iters), "--scales", str(ns.scales),
-                    "--stop-at", repr(single["final_loss"]), *common])
+                    "--coarse-iters", str(ns.coarse_iters), "--stop-at", repr(single["final_loss"]), *common])
     verdict = "reached" if multi["reached"] else "did NOT reach"
-    print(f"  {ns.scales} scales ({ns.iters} iterations per scale at most): {verdict} it after "
+    print(f"  {ns.scales} scales ({ns.coarse_iters} per coarse scale, <= {ns.iters} at full size): {verdict} it after "
           f"{multi['iterations']} iterations in {multi['wall']:.1f} s (peak RSS {multi['peak_rss_mb']:.0f} MB)")
     print(f"  ratio multi/single wall time: {multi['wall'] / single['wall']:.3f}")
+
+
+def _checkpoint_overhead(ns: argparse.Namespace, common: list[str]) -> None:
+    """s/iter of L-BFGS without checkpoints against checkpoints (frame + onnxruntime scores) every 10."""
+    n = str(max(ns.per_iter_iters, 40))
+    print(f"{'size':>5} {'checkpoints':<26} {'s/iter':>8} {'ratio':>7}")
+    for size in ns.sizes:
+        base = _child(["--child", "engine", "--size", str(size), "--iters", n, "--every", "0", *common])
+        print(f"{size:>5} {'none':<26} {base['s_per_iter']:>8.3f} {1.0:>7.3f}")
+        for label, extra in (("frames every 10", []), ("frames+scores every 10", ["--evaluator"])):
+            r = _child(["--child", "engine", "--size", str(size), "--iters", n, "--every", "10", *extra, *common])
+            print(f"{size:>5} {label:<26} {r['s_per_iter']:>8.3f} {r['s_per_iter'] / base['s_per_iter']:>7.3f}")
 
 
 if __name__ == "__main__":

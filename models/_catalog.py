@@ -95,8 +95,11 @@ def pull(name: str, store: ModelStore, *, local: Path | None = None,
     return path
 
 
-def get_model(name: str, *, store: ModelStore | None = None, device: str | torch.device = "cpu") -> FeatureNet:
+def get_model(name: str, *, store: ModelStore | None = None, device: str | torch.device = "cpu",
+              channels_last: bool = True) -> FeatureNet:
     """Build `name`, load its stored weights and return it as a FeatureNet on `device`.
+
+    `channels_last` runs the convolutions in NHWC layout (faster on this CPU and on CUDA).
 
     Raises WeightsError when the weights are not in the store (run `dreamctl models pull`).
     """
@@ -118,7 +121,7 @@ def get_model(name: str, *, store: ModelStore | None = None, device: str | torch
         feature_missing = [k for k in missing if not k.startswith(("classifier", "fc", "aux"))]
         if feature_missing:
             raise WeightsError(f"{path} lacks weights for {feature_missing[:5]}")
-    return FeatureNet(spec.name, net, spec.layers, spec.norm, spec.min_side).to(device)
+    return FeatureNet(spec.name, net, spec.layers, spec.norm, spec.min_side).to(device).use_channels_last(channels_last)
 
 
 def _layers(triples: list[tuple[str, str, int]]) -> tuple[LayerSpec, ...]:

@@ -57,6 +57,7 @@ class FeatureNet(nn.Module):
         super().__init__()
         self.name = name
         self.min_side = min_side
+        self.channels_last = False
         self.net = net.eval().requires_grad_(False)
         self.layers: dict[str, LayerSpec] = {spec.name: spec for spec in layers}
         self.norm = norm
@@ -92,8 +93,11 @@ class FeatureNet(nn.Module):
 
         for path, names in by_module.items():
             handles.append(self._modules_by_path[path].register_forward_hook(make_hook(names)))
+        x = self.norm.apply(image)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         try:
-            self.net(self.norm.apply(image))
+            self.net(x)
         except _StopForward:
             pass
         finally:
@@ -101,13 +105,23 @@ class FeatureNet(nn.Module):
                 h.remove()
         return outputs
 
+    def use_channels_last(self, enabled: bool = True) -> "FeatureNet":
+        """Run convolutions in NHWC layout (measured ~25% faster fwd+bwd for VGG16 on this CPU:
+        bench/bench_style.py; the usual advice on CUDA too)."""
+        self.channels_last = enabled
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        self.net.to(memory_format=fmt)
+        return self
+
     def with_pooling(self, kind: str) -> "FeatureNet":
         """A copy sharing the weights whose max-pooling layers are `kind` ("max" or "average")."""
         if kind == "max":
             return self
         net = copy.copy(self.net)  # shallow: parameters are shared
         net = _replace_pooling(net)
-        return FeatureNet(self.name, net, self.layers.values(), self.norm, self.min_side)
+        other = FeatureNet(self.name, net, self.layers.values(), self.norm, self.min_side)
+        other.channels_last = self.channels_last
+        return other
 
     def layer_map(self) -> Mapping[str, LayerSpec]:
         return self.layers

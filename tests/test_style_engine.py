@@ -139,3 +139,26 @@ def test_bad_layer_names_field(net, content, starry):
     with pytest.raises(InvalidArgumentError) as err:
         render_style(net, content, [], settings=settings())
     assert err.value.field == "styles"
+
+
+def test_gram_loss_backward_matches_autograd():
+    from dreamrender.server.style import gram_loss
+
+    f = torch.randn(1, 5, 4, 3, dtype=torch.float64, requires_grad=True)
+    target = gram(torch.randn(1, 5, 4, 3, dtype=torch.float64)).double()
+    assert torch.autograd.gradcheck(lambda x: gram_loss(x, target), (f,))
+    ref = (gram(f).double() - target).pow(2).sum()
+    assert torch.allclose(gram_loss(f, target), ref)
+
+
+def test_gram_loss_channels_last_matches():
+    from dreamrender.server.style import gram_loss
+
+    f = torch.randn(1, 6, 5, 4, dtype=torch.float64)
+    target = gram(torch.randn(1, 6, 5, 4, dtype=torch.float64))
+    a = f.clone().requires_grad_(True)
+    b = f.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    gram_loss(a, target).backward()
+    gram_loss(b, target).backward()
+    assert torch.allclose(a.grad, b.grad) and torch.allclose(gram(a), gram(b))
+    assert torch.autograd.gradcheck(lambda x: gram_loss(x, target), (b,))

@@ -84,6 +84,8 @@ class StyleSettings:
     size: int = _opt(512, "longer side of the output in pixels", lo=16, hi=16384)
     scales: int = _opt(3, "number of scales, coarse to fine (1: classic single size)", lo=1, hi=8)
     iterations: int = _opt(100, "optimiser iterations per scale", lo=1, hi=100000)
+    coarse_iterations: int = _opt(0, "iterations at each scale below the full size (0: same as --iterations)",
+                                  lo=0, hi=100000)
     optimizer: str = _opt("lbfgs", "optimisation method", choices=("lbfgs", "adam"))
     learning_rate: float = _opt(0.0, "learning rate (0: 1.0 for lbfgs, 0.02 for adam)", lo=0.0, hi=1000.0)
     content_weight: float = _opt(1.0, "weight of the content loss", lo=0.0, hi=1e12)
@@ -100,6 +102,12 @@ class StyleSettings:
     preserve_colors: bool = _opt(False, "keep the content's colours (luminance-only transfer)")
     pooling: str = _opt("max", "pooling layers of the network", choices=("max", "average"))
     preview: PreviewSettings = field(default=PreviewSettings(every=10), metadata={"help": "preview frames"})
+
+    def iterations_at(self, index: int, count: int) -> int:
+        """Iterations of scale `index` of `count` (the last is the full size)."""
+        if index < count - 1 and self.coarse_iterations:
+            return self.coarse_iterations
+        return self.iterations
 
     @property
     def effective_lr(self) -> float:

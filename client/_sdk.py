@@ -148,6 +148,22 @@ def _event(response: Any) -> Any:
     return getattr(response, response.WhichOneof("event"))
 
 
+class _Reassembler:
+    """Joins ResultChunk messages into the Result that follows them."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def feed(self, ev: Any) -> Any | None:
+        if isinstance(ev, pb.ResultChunk):
+            self.parts.append(ev.data)
+            return None
+        if isinstance(ev, pb.Result) and self.parts:
+            ev.image.data = b"".join(self.parts)
+            self.parts = []
+        return ev
+
+
 def final_result(events: Iterable[Any]) -> pb.Result:
     """The Result message at the end of an event stream."""
     result = None
@@ -159,14 +175,34 @@ def final_result(events: Iterable[Any]) -> pb.Result:
     return result
 
 
+def _read(value: str | Path | bytes | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
+
+
 class _Common:
+    """Connection settings shared by the sync and asyncio clients.
+
+    TLS: `tls_ca` (PEM path or bytes) trusts the server's CA (omit it to use the system roots with
+    `tls=True`); `tls_cert`/`tls_key` present a client certificate (mTLS); `tls_server_name`
+    overrides the name checked against the certificate. `token` is sent as `authorization: Bearer`.
+    """
+
     def __init__(self, target: str, *, options: Sequence[tuple[str, Any]] = (),
                  credentials: grpc.ChannelCredentials | None = None, metadata: Metadata = (),
-                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_message_bytes: int = 64 * 1024 * 1024, token: str | None = None, tls: bool = False,
+                 tls_ca: str | Path | bytes | None = None, tls_cert: str | Path | bytes | None = None,
+                 tls_key: str | Path | bytes | None = None, tls_server_name: str | None = None) -> None:
         self.target = target
-        self.metadata = tuple(metadata)
+        self.metadata = tuple(metadata) + ((("authorization", f"Bearer {token}"),) if token else ())
         self._options = [("grpc.max_receive_message_length", max_message_bytes),
                          ("grpc.max_send_message_length", max_message_bytes), *options]
+        if tls_server_name:
+            self._options.append(("grpc.ssl_target_name_override", tls_server_name))
+        if credentials is None and (tls or tls_ca or tls_cert):
+            credentials = grpc.ssl_channel_credentials(root_certificates=_read(tls_ca), private_key=_read(tls_key),
+                                                       certificate_chain=_read(tls_cert))
         self._credentials = credentials
 
     def _md(self, metadata: Metadata | None) -> tuple[tuple[str, str], ...]:
@@ -198,9 +234,12 @@ class DreamClient(_Common):
             self._channel = None
 
     def _stream(self, call: Any) -> Iterator[Any]:
+        joiner = _Reassembler()
         try:
             for response in call:
-                yield _event(response)
+                ev = joiner.feed(_event(response))
+                if ev is not None:
+                    yield ev
         except grpc.RpcError as err:
             raise DreamError.from_rpc_error(err) from None
         finally:
@@ -271,9 +310,12 @@ class AsyncDreamClient(_Common):
         await self._channel.close()
 
     async def _stream(self, call: Any) -> AsyncIterator[Any]:
+        joiner = _Reassembler()
         try:
             async for response in call:
-                yield _event(response)
+                ev = joiner.feed(_event(response))
+                if ev is not None:
+                    yield ev
         except grpc.RpcError as err:
             raise DreamError.from_rpc_error(err) from None
         finally:

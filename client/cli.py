@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="HOST:PORT of dreamd (default $DREAMRENDER_SERVER or 127.0.0.1:50051)")
     p.add_argument("--timeout", type=float, default=None, help="deadline of the call in seconds")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
+    p.add_argument("--tls-ca", help="PEM CA to trust for the server's certificate (implies TLS)")
+    p.add_argument("--tls-cert", help="PEM client certificate (mTLS)")
+    p.add_argument("--tls-key", help="PEM key of --tls-cert")
+    p.add_argument("--tls-server-name", help="name to check the server's certificate against")
+    p.add_argument("--auth-token-file", help="file holding the bearer token (default: $DREAMRENDER_TOKEN)")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("dream", help="render a DeepDream")
@@ -255,7 +261,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                            {n: 1.0 for n in args.style_layers or DEFAULT_STYLE_LAYERS})
         rows = Scorer(args.local).style_terms(args.content, args.style, args.candidates, terms=terms, **kwargs)
     else:
-        with DreamClient(args.server) as client:
+        with _client(args) as client:
             rows = client.evaluate(args.content, args.style, args.candidates, model=args.model,
                                    content_layers=args.content_layers, style_layers=args.style_layers,
                                    timeout=args.timeout or 300, **kwargs)
@@ -284,6 +290,14 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> DreamClient:
+    token = os.environ.get("DREAMRENDER_TOKEN") or None
+    if args.auth_token_file:
+        token = Path(args.auth_token_file).read_text().strip().splitlines()[0].strip()
+    return DreamClient(args.server, token=token, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                       tls_key=args.tls_key, tls_server_name=args.tls_server_name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `dreamctl`."""
     args = _parser().parse_args(argv)
@@ -294,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "evaluate":
             return _evaluate(args)
-        with DreamClient(args.server) as client:
+        with _client(args) as client:
             if args.command == "dream":
                 return _dream(client, args)
             if args.command == "style":

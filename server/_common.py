@@ -7,11 +7,15 @@ from typing import Protocol
 
 import torch
 
-__all__ = ["RenderCancelled", "CancelToken", "check_cancel", "WorkClock", "resolve_device", "autocast_for"]
+__all__ = ["RenderCancelled", "ServerShuttingDown", "CancelToken", "check_cancel", "WorkClock", "resolve_device", "autocast_for"]
 
 
 class RenderCancelled(Exception):
     """The caller cancelled the render, or its deadline passed."""
+
+
+class ServerShuttingDown(RenderCancelled):
+    """The server stopped the render because it is shutting down (UNAVAILABLE: retry elsewhere)."""
 
 
 class CancelToken(Protocol):

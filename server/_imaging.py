@@ -17,35 +17,63 @@ __all__ = ["decode_image", "encode_image", "to_tensor", "to_uint8", "resize_long
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 
 
-def decode_image(data: bytes, field: str, *, max_pixels: int) -> Image.Image:
-    """Decode to RGB, honouring EXIF orientation; refuse bombs before decoding the pixels."""
+_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp",
+            "TIFF": "image/tiff", "GIF": "image/gif"}
+_ALLOWED = "PNG, JPEG, WebP, BMP, TIFF or GIF bytes"
+
+
+def decode_image(data: bytes, field: str, *, max_pixels: int, media_type: str = "") -> Image.Image:
+    """Decode to 8-bit RGB.
+
+    EXIF orientation is honoured; the pixel count is checked from the header, before any pixel
+    is decoded (decompression bombs); a media type that contradicts the bytes is refused; of an
+    animated image the first frame is used; 16-bit, CMYK, palette and alpha images are converted
+    (alpha composited on white).
+    """
     if not data:
-        raise InvalidArgumentError(field, "image is empty", "PNG, JPEG, WebP, BMP or TIFF bytes")
+        raise InvalidArgumentError(field, "image is empty", _ALLOWED)
     try:
+        img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if w == 0 or h == 0:
+            raise InvalidArgumentError(field, "image has zero size", "at least 1x1 pixels")
+        if w * h > max_pixels:
+            raise InvalidArgumentError(field, f"image is {w}x{h}, over the server's pixel limit",
+                                       f"at most {max_pixels} pixels")
+        actual = _FORMATS.get(img.format or "")
+        if actual is None:
+            raise InvalidArgumentError(field, f"unsupported image format {img.format}", _ALLOWED)
+        if media_type and media_type.lower() not in (actual, "image/jpg" if actual == "image/jpeg" else actual):
+            raise InvalidArgumentError(f"{field}.media_type", f"says {media_type} but the bytes are {actual}",
+                                       f"{actual} or empty (detect)")
+        img.seek(0)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > max_pixels:
-                raise InvalidArgumentError(field, f"image is {w}x{h}, over the server's pixel limit",
-                                           f"at most {max_pixels} pixels")
-            img = ImageOps.exif_transpose(img)
             img.load()
+        img = ImageOps.exif_transpose(img)
     except InvalidArgumentError:
         raise
-    except Exception as exc:  # PIL raises many types for bad bytes
-        raise InvalidArgumentError(field, f"cannot decode image ({type(exc).__name__}: {exc})",
-                                   "PNG, JPEG, WebP, BMP or TIFF bytes") from None
-    if img.width == 0 or img.height == 0:
-        raise InvalidArgumentError(field, "image has zero size", "at least 1x1")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    except Image.DecompressionBombError as exc:  # PIL's own header check fired before ours
+        raise InvalidArgumentError(field, f"image is over the server's pixel limit ({exc})",
+                                   f"at most {max_pixels} pixels") from None
+    except Exception as exc:  # PIL raises many types for bad or truncated bytes
+        raise InvalidArgumentError(field, f"cannot decode image ({type(exc).__name__}: {exc})", _ALLOWED) from None
+    return _to_rgb(img)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit int) grey: scale the full range down, not clip it
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() <= 65535 else float(arr.max())
+        return Image.fromarray((arr / top * 255).round().clip(0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        return Image.fromarray((arr.clip(0, 1) * 255).round().astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa") or (img.mode == "P" and "transparency" in img.info):
         # Composite transparency on white rather than dropping alpha (black fringes otherwise).
         rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, rgba)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray((arr / max(arr.max(), 1) * 255).astype(np.uint8))
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
     return img.convert("RGB")
 
 

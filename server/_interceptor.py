@@ -11,7 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import WeightsError
 
-from ._common import RenderCancelled
+from ._common import RenderCancelled, ServerShuttingDown
 from ._jobs import QueueFullError
 
 __all__ = ["ErrorInterceptor", "status_for"]
@@ -36,6 +36,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), [retry]
     if isinstance(exc, WeightsError):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc), []
+    if isinstance(exc, ServerShuttingDown):
+        return grpc.StatusCode.UNAVAILABLE, str(exc), []
     if isinstance(exc, RenderCancelled):
         return grpc.StatusCode.CANCELLED, str(exc), []
     if isinstance(exc, _oom_types()):
@@ -66,16 +68,34 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns exceptions escaping a handler into the right status (with BadRequest details)."""
+    """Turns exceptions escaping a handler into the right status (with BadRequest details), and
+    counts every call's final status in `metrics` (when given)."""
+
+    def __init__(self, metrics: Any = None) -> None:
+        self.metrics = metrics
+
+    def _observe(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        if self.metrics is None:
+            return
+        rpc = method.rsplit("/", 1)[-1]
+
+        def done(ctx: Any) -> None:
+            code = ctx.code()
+            name = "CANCELLED" if ctx.cancelled() and code is None else (code.name if code else "OK")
+            self.metrics.requests.labels(rpc, name).inc()
+
+        context.add_done_callback(done)
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
         if handler is None or not details.method.startswith("/dreamrender."):
             return handler  # health and reflection handle their own errors
+        method = details.method
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                self._observe(method, context)
                 try:
                     async for response in inner_stream(request, context):
                         yield response
@@ -89,6 +109,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_unary = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                self._observe(method, context)
                 try:
                     return await inner_unary(request, context)
                 except grpc.aio.AbortError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import ctypes
+import gc
 import logging
 import threading
 import time
@@ -16,6 +18,29 @@ __all__ = ["QueueFullError", "Job", "Scheduler"]
 
 log = logging.getLogger(__name__)
 _DONE = object()
+
+
+def _released(*_args: Any) -> None:
+    raise RuntimeError("job already ran")
+
+
+def _release_memory() -> None:
+    """Between jobs: collect reference cycles (a job's tensors otherwise wait for the cyclic GC)
+    and hand freed heap back to the OS (glibc keeps it otherwise), so RSS stays flat."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _load_libc()
 
 
 class QueueFullError(RuntimeError):
@@ -47,6 +72,7 @@ class Job:
         self.started = False
         self.finished = False
         self.position = 0
+        self.abort_reason: BaseException | None = None  # set when the server, not the caller, stops it
 
     def emit(self, response: Any) -> None:
         """Thread-safe: hand a response to the caller's stream."""
@@ -145,9 +171,30 @@ class Scheduler:
         try:
             job.body(job.emit, job.cancel)
         except BaseException as exc:  # handed to the caller's stream, mapped to a status there
-            job._finish(exc)
+            job._finish(job.abort_reason or exc)
         else:
             job._finish(None)
+        finally:
+            job.body = _released  # drop the closures (and the images they hold) now
+            _release_memory()
+
+    def abort_all(self, reason: BaseException) -> None:
+        """Stop every job with `reason` (shutdown): waiting ones at once, the running one within a step."""
+        while self._waiting:
+            job = self._waiting.popleft()
+            job.cancel.set()
+            job._finish(reason)
+        if self._running is not None:
+            self._running.abort_reason = reason
+            self._running.cancel.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the queue and the worker to empty; True if they did."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._waiting or self._running is not None) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return not self._waiting and self._running is None
 
     async def close(self) -> None:
         for job in list(self._waiting):

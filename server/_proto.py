@@ -13,7 +13,7 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 from ._imaging import encode_image
 from .events import Accepted, Event, Frame, Progress, Queued, RenderStats, Result, Scores
 
-__all__ = ["to_response", "dream_settings", "style_settings", "evaluate_settings", "result_format"]
+__all__ = ["to_response", "to_responses", "dream_settings", "style_settings", "evaluate_settings", "result_format"]
 
 
 def _stats(s: RenderStats) -> pb.RenderStats:
@@ -21,8 +21,26 @@ def _stats(s: RenderStats) -> pb.RenderStats:
                           model=s.model, device=s.device, values=dict(s.values), seed=s.seed)
 
 
+RESULT_CHUNK_BYTES = 1 << 20
+
+
+def to_responses(event: Event, response_type: type, *, frame_format: str = "jpeg", result_format: str = "png",
+                 chunk_bytes: int = RESULT_CHUNK_BYTES) -> list[Any]:
+    """The response messages of an event: one, or for a large result its chunks and then the result."""
+    if isinstance(event, Result):
+        data, media = encode_image(event.image, result_format)
+        if len(data) > chunk_bytes:
+            chunks = [response_type(result_chunk=pb.ResultChunk(data=data[i:i + chunk_bytes], offset=i,
+                                                                 total_size=len(data)))
+                      for i in range(0, len(data), chunk_bytes)]
+            return chunks + [response_type(result=pb.Result(image=pb.Image(media_type=media),
+                                                            stats=_stats(event.stats)))]
+        return [response_type(result=pb.Result(image=pb.Image(data=data, media_type=media), stats=_stats(event.stats)))]
+    return [to_response(event, response_type, frame_format=frame_format)]
+
+
 def to_response(event: Event, response_type: type, *, frame_format: str = "jpeg", result_format: str = "png") -> Any:
-    """Wrap an engine event in a RenderDreamResponse / RenderStyleResponse."""
+    """Wrap an engine event in a RenderDreamResponse / RenderStyleResponse (one message)."""
     if isinstance(event, Accepted):
         return response_type(accepted=pb.Accepted(job_id=event.job_id, queue_position=event.queue_position,
                                                   server_id=event.server_id))

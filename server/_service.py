@@ -21,7 +21,7 @@ from ._imaging import decode_image, resize_long_side, to_tensor
 from ._evaluator import Evaluator
 from ._jobs import Job, Scheduler
 from .dream import check_terms, dream_noise, render_dream
-from .events import Accepted, Event
+from .events import Accepted, Event, Progress
 
 __all__ = ["DreamRenderServicer", "ModelCache", "Limits"]
 
@@ -39,7 +39,8 @@ class Limits:
 class ModelCache:
     """Loaded networks per name on one device; loading happens in the worker thread."""
 
-    def __init__(self, store: ModelStore, device: torch.device) -> None:
+    def __init__(self, store: ModelStore, device: torch.device, metrics: Any = None) -> None:
+        self.metrics = metrics
         self.store = store
         self.device = device
         self._nets: dict[str, FeatureNet] = {}
@@ -50,7 +51,10 @@ class ModelCache:
             if name not in self._nets:
                 started = time.perf_counter()
                 self._nets[name] = get_model(name, store=self.store, device=self.device)
-                log.info("loaded model %s on %s in %.2f s", name, self.device, time.perf_counter() - started)
+                took = time.perf_counter() - started
+                if self.metrics is not None:
+                    self.metrics.model_load_seconds.labels(name).set(took)
+                log.info("loaded model %s on %s in %.2f s", name, self.device, took)
             return self._nets[name]
 
 
@@ -58,7 +62,9 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     """Implements dreamrender.v1.DreamRenderService on top of the engines."""
 
     def __init__(self, *, cache: ModelCache, scheduler: Scheduler, limits: Limits, server_id: str,
-                 evaluator: Evaluator, default_dream_model: str = "vgg16", default_style_model: str = "vgg16") -> None:
+                 evaluator: Evaluator, default_dream_model: str = "vgg16", default_style_model: str = "vgg16",
+                 metrics: Any = None) -> None:
+        self.metrics = metrics
         self.cache = cache
         self.evaluator = evaluator
         self.scheduler = scheduler
@@ -69,7 +75,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
 
     # -- helpers -----------------------------------------------------------------------
     def _image(self, image: pb.Image, field: str) -> torch.Tensor:
-        return to_tensor(decode_image(image.data, field, max_pixels=self.limits.max_input_pixels))
+        return to_tensor(decode_image(image.data, field, max_pixels=self.limits.max_input_pixels,
+                                      media_type=image.media_type))
 
     def _check_side(self, side: int, field: str) -> None:
         if side > self.limits.max_side:
@@ -86,12 +93,17 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     async def _stream(self, body: Callable[[Callable[[Event], None], threading.Event], None],
                       response_type: type, context: Any, *, frame_format: str,
                       result_format: str, rpc: str) -> AsyncIterator[Any]:
-        convert = lambda e: _proto.to_response(e, response_type, frame_format=frame_format,  # noqa: E731
-                                               result_format=result_format)
-        job = Job(lambda emit, cancel: body(lambda e: emit(convert(e)), cancel), convert, rpc)
+        def convert(e: Event) -> list[Any]:
+            return _proto.to_responses(e, response_type, frame_format=frame_format, result_format=result_format)
+
+        def run(emit: Callable[[Any], None], cancel: threading.Event) -> None:
+            self._job_started(job, rpc)
+            body(lambda e: [emit(r) for r in convert(self._observe_event(e, rpc))], cancel)
+
+        job = Job(run, lambda q: convert(q)[0], rpc)
         position = self.scheduler.submit(job)
         log.info("job %s %s accepted at queue position %d (peer %s)", job.id, rpc, position, context.peer())
-        yield convert(Accepted(job.id, position, self.server_id))
+        yield convert(Accepted(job.id, position, self.server_id))[0]
         started = time.monotonic()
         status = "OK"
         try:
@@ -104,7 +116,24 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             if not job.finished:
                 status = "CANCELLED"
             self.scheduler.withdraw(job)  # no-op for a finished job
-            log.info("job %s %s ended: %s after %.2f s", job.id, rpc, status, time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            if self.metrics is not None and job.started:
+                self.metrics.render_seconds.labels(rpc).observe(elapsed)
+            log.info("job %s %s ended: %s after %.2f s", job.id, rpc, status, elapsed,
+                     extra={"job_id": job.id, "rpc": rpc, "peer": context.peer(), "status": status,
+                            "duration": round(elapsed, 3)})
+
+    def _job_started(self, job: Job, rpc: str) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_wait.observe(time.monotonic() - job.created)
+
+    def _observe_event(self, event: Event, rpc: str) -> Event:
+        """Count steps for the metrics as events flow out of the engine (worker thread)."""
+        if self.metrics is not None and isinstance(event, Progress):
+            self.metrics.iterations.labels(rpc).inc()
+            if event.elapsed_seconds > 0:
+                self.metrics.iterations_per_second.labels(rpc).set(event.step / event.elapsed_seconds)
+        return event
 
     # -- RPCs --------------------------------------------------------------------------
     async def RenderDream(self, request: pb.RenderDreamRequest, context: Any) -> AsyncIterator[pb.RenderDreamResponse]:

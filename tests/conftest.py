@@ -59,6 +59,9 @@ class ServerThread:
         async def _stop() -> None:
             await self.server.stop(0)
             await self.scheduler.close()
+            self.server.dreamrender["evaluator"].close()
+            if self.server.dreamrender["metrics"] is not None:
+                self.server.dreamrender["metrics"].close()
 
         asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)

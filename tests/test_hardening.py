@@ -1,0 +1,336 @@
+"""Bad input, overload, cancellation, out-of-memory, large results, shutdown, metrics."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from dreamrender.client import DreamClient, DreamError
+from dreamrender.errors import InvalidArgumentError
+from dreamrender.server import _proto
+from dreamrender.server._imaging import decode_image
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+from .conftest import DATA, start_server
+
+FAST = dict(octaves=1, steps=2)
+BIN = Path(sys.executable).parent
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with one tiny IDAT (a decompression-bomb shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def encoded(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def photo() -> Image.Image:
+    return Image.open(DATA / "chelsea_small.png").convert("RGB")
+
+
+# -- images ------------------------------------------------------------------------------
+
+def test_decompression_bomb_refused_from_the_header():
+    t = time.perf_counter()
+    with pytest.raises(InvalidArgumentError) as err:
+        decode_image(png_header(60000, 60000), "image", max_pixels=4_000_000)
+    assert err.value.field == "image" and "pixel limit" in str(err.value)
+    assert time.perf_counter() - t < 1.0  # nothing was decoded
+
+
+def test_exif_orientation_is_honoured():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    data = encoded(photo(), "JPEG", exif=exif.tobytes())
+    assert decode_image(data, "image", max_pixels=10**7).size == (64, 96)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: encoded(photo().convert("CMYK"), "JPEG"),
+    lambda: encoded(photo().convert("P"), "PNG"),
+    lambda: encoded(photo().convert("RGBA"), "PNG"),
+    lambda: encoded(photo().convert("LA"), "PNG"),
+    lambda: encoded(Image.fromarray((np.linspace(0, 65535, 96 * 64).reshape(64, 96)).astype(np.uint16)), "PNG"),
+    lambda: encoded(photo(), "GIF", save_all=True, append_images=[photo().rotate(90)], duration=50),
+    lambda: encoded(photo(), "WEBP"),
+])
+def test_unusual_images_are_converted(make):
+    img = decode_image(make(), "image", max_pixels=10**7)
+    assert img.mode == "RGB" and img.size == (96, 64)
+
+
+def test_sixteen_bit_keeps_its_range():
+    ramp = np.tile(np.linspace(0, 65535, 96), (64, 1)).astype(np.uint16)
+    arr = np.asarray(decode_image(encoded(Image.fromarray(ramp), "PNG"), "image", max_pixels=10**7))
+    assert arr[0, 0, 0] == 0 and arr[0, -1, 0] == 255 and 120 < arr[0, 48, 0] < 135
+
+
+def test_rgba_is_composited_on_white():
+    rgba = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    assert np.asarray(decode_image(encoded(rgba, "PNG"), "image", max_pixels=10**7)).min() == 255
+
+
+@pytest.mark.parametrize("data,media,field,needle", [
+    (b"", "", "image", "empty"),
+    (png_header(0, 10), "", "image", ""),
+    (png_header(60000, 60000), "", "image", "pixel limit"),
+    (encoded(Image.new("RGB", (40, 40)), "JPEG"), "image/png", "image.media_type", "image/jpeg"),
+    (encoded(Image.new("RGB", (40, 40)), "PNG")[:60], "", "image", "cannot decode"),
+    (b"GIF89a" + b"\x00" * 20, "", "image", ""),
+])
+def test_bad_images_over_the_wire(server, data, media, field, needle):
+    with DreamClient(server.target) as c, pytest.raises(DreamError) as err:
+        list(c.render_dream(pb.Image(data=data, media_type=media), timeout=30))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.violations[0][0] == field and needle in err.value.details
+
+
+def test_bad_style_images_name_their_field(server, chelsea_bytes):
+    with DreamClient(server.target) as c, pytest.raises(DreamError) as err:
+        list(c.render_style(chelsea_bytes, [chelsea_bytes, b"junk"], size=64, timeout=30))
+    assert err.value.violations[0][0] == "styles[1].image"
+    with DreamClient(server.target) as c, pytest.raises(DreamError) as err:
+        list(c.render_style(b"junk", [chelsea_bytes], size=64, timeout=30))
+    assert err.value.violations[0][0] == "content"
+
+
+# -- property-based: nothing but InvalidArgumentError escapes validation and decoding ----
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048), st.sampled_from(["", "image/png", "image/jpeg", "text/plain"]))
+def test_decoder_never_crashes(data, media):
+    try:
+        img = decode_image(data, "image", max_pixels=1_000_000, media_type=media)
+    except InvalidArgumentError as exc:
+        assert exc.field in ("image", "image.media_type")
+    else:
+        assert img.mode == "RGB"
+
+
+_dream_fields = st.fixed_dictionaries({}, optional={
+    "octaves": st.integers(0, 2**32 - 1), "octave_scale": st.floats(allow_nan=True, allow_infinity=True),
+    "steps": st.integers(0, 2**32 - 1), "step_size": st.floats(allow_nan=True, allow_infinity=True),
+    "tile_size": st.integers(0, 2**32 - 1), "jitter": st.integers(0, 2**32 - 1), "seed": st.integers(0, 2**64 - 1),
+    "size": st.integers(0, 2**32 - 1), "objective": st.integers(0, 5), "gradient_norm": st.integers(0, 5),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(_dream_fields, st.lists(st.tuples(st.text(max_size=8), st.lists(st.integers(0, 2**32 - 1), max_size=3),
+                                         st.floats(allow_nan=True)), max_size=3))
+def test_dream_validator_never_crashes(fields, terms):
+    req = pb.RenderDreamRequest(**fields)
+    for layer, chans, weight in terms:
+        req.terms.add(layer=layer, channels=chans, weight=weight)
+    try:
+        s = _proto.dream_settings(req, default_model="tiny")
+    except InvalidArgumentError as exc:
+        assert exc.field
+    else:
+        assert s.octaves >= 1 and 1 < s.octave_scale <= 4 and s.step_size > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({}, optional={
+    "size": st.integers(0, 2**32 - 1), "scales": st.integers(0, 2**32 - 1), "iterations": st.integers(0, 2**32 - 1),
+    "optimizer": st.integers(0, 4), "learning_rate": st.floats(allow_nan=True), "content_weight": st.floats(),
+    "style_weight": st.floats(allow_nan=True), "tv_weight": st.floats(), "init": st.integers(0, 5),
+    "pooling": st.integers(0, 4)}), st.lists(st.tuples(st.floats(allow_nan=True), st.floats(allow_nan=True)), max_size=3))
+def test_style_validator_never_crashes(fields, styles):
+    req = pb.RenderStyleRequest(**fields)
+    for w, sc in styles:
+        req.styles.add(weight=w, scale=sc)
+    try:
+        s = _proto.style_settings(req, default_model="tiny")
+    except InvalidArgumentError as exc:
+        assert exc.field
+    else:
+        assert s.size >= 16 and all(x.weight >= 0 and 0 < x.scale <= 8 for x in s.styles)
+
+
+# -- overload, cancellation, memory ------------------------------------------------------
+
+def test_overload_excess_refused_accepted_all_complete(models_dir, chelsea_bytes):
+    srv = start_server(models_dir, max_queue=2)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        with DreamClient(srv.target) as c:
+            try:
+                out = c.dream(chelsea_bytes, octaves=1, steps=40, timeout=120)
+            except DreamError as err:
+                out = err
+        with lock:
+            results.append(out)
+
+    try:
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(180)
+    finally:
+        srv.stop()
+    refused = [r for r in results if isinstance(r, DreamError)]
+    done = [r for r in results if isinstance(r, bytes)]
+    assert len(results) == 8 and len(done) >= 3 and refused
+    assert all(r.code == grpc.StatusCode.RESOURCE_EXHAUSTED and r.retry_after is not None for r in refused)
+    assert all(Image.open(io.BytesIO(d)).size == (96, 64) for d in done)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+
+def test_cancel_and_repeat_keeps_memory_and_threads_flat(server, capsys):
+    def once() -> None:
+        with DreamClient(server.target) as c:
+            stream = c.render_dream(noise=(384, 384), octaves=1, steps=1000, timeout=60)
+            for ev in stream:
+                if isinstance(ev, pb.Progress) and ev.step >= 2:
+                    break
+            stream.close()
+        deadline = time.monotonic() + 10
+        while server.scheduler.active and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    for _ in range(3):  # warm-up: allocator pools, model cache, channel threads
+        once()
+    rss0, threads0 = _rss_mb(), threading.active_count()
+    for _ in range(12):
+        once()
+    rss1, threads1 = _rss_mb(), threading.active_count()
+    with capsys.disabled():
+        print(f"\ncancel-and-repeat x12: RSS {rss0:.0f} -> {rss1:.0f} MB, threads {threads0} -> {threads1}")
+    assert rss1 - rss0 < 30 and threads1 <= threads0 + 1
+
+
+def test_out_of_memory_is_resource_exhausted_and_server_goes_on(server, chelsea_bytes, monkeypatch):
+    import dreamrender.server._service as service
+
+    def boom(*_a, **_k):
+        raise MemoryError
+
+    monkeypatch.setattr(service, "render_dream", boom)
+    with DreamClient(server.target) as c:
+        with pytest.raises(DreamError) as err:
+            c.dream(chelsea_bytes, timeout=30)
+        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "smaller size" in err.value.details
+        monkeypatch.undo()
+        assert c.dream(chelsea_bytes, timeout=30, **FAST).startswith(b"\x89PNG")
+
+
+def test_4096_result_arrives_whole_in_chunks(models_dir):
+    srv = start_server(models_dir, max_side=4096, max_message_bytes=4 << 20)
+    try:
+        with DreamClient(srv.target, max_message_bytes=4 << 20) as c:
+            events = list(c.render_dream(noise=(4096, 4096), octaves=1, steps=1, tile_size=2048, jitter=0,
+                                         preview={"every": 0, "max_side": 64}, timeout=600))
+    finally:
+        srv.stop()
+    result = events[-1]
+    assert isinstance(result, pb.Result) and len(result.image.data) > 4 << 20
+    assert Image.open(io.BytesIO(result.image.data)).size == (4096, 4096)
+    assert not any(isinstance(e, pb.ResultChunk) for e in events)  # the SDK joined them
+
+
+# -- metrics and shutdown ------------------------------------------------------------------
+
+def test_metrics_move_after_a_render(models_dir, chelsea_bytes):
+    srv = start_server(models_dir, metrics_port=0)
+    try:
+        url = f"http://127.0.0.1:{srv.server.dreamrender['metrics_port']}/metrics"
+        before = urllib.request.urlopen(url, timeout=10).read().decode()
+        with DreamClient(srv.target) as c:
+            c.dream(chelsea_bytes, timeout=60, **FAST)
+            with pytest.raises(DreamError):
+                c.dream(chelsea_bytes, layer="nope", timeout=60)
+        after = urllib.request.urlopen(url, timeout=10).read().decode()
+    finally:
+        srv.stop()
+    assert 'dreamrender_requests_total{code="OK",rpc="RenderDream"} 1.0' in after
+    assert 'dreamrender_requests_total{code="INVALID_ARGUMENT",rpc="RenderDream"} 1.0' in after
+    assert 'dreamrender_iterations_total{rpc="RenderDream"} 2.0' in after
+    assert "dreamrender_render_seconds_count" in after and "dreamrender_queue_depth" in after
+    assert "dreamrender_model_load_seconds" in after and "dreamrender_active_jobs" in after
+    assert "dreamrender_requests_total{" not in before
+
+
+def _start_dreamd(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ, DREAMRENDER_MODELS=str(tmp_path / "m"))
+    proc = subprocess.Popen([str(BIN / "dreamd"), "--listen", "127.0.0.1:0", "--device", "cpu", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    assert line.startswith("dreamd listening"), proc.stderr.read()
+    return proc, line.split()[-1]
+
+
+def test_sigterm_drains_then_stops_with_a_clear_status(tmp_path):
+    proc, target = _start_dreamd(tmp_path, "--grace", "3")
+    outcome: dict[str, object] = {}
+
+    def long_render() -> None:
+        with DreamClient(target) as c:
+            try:
+                c.dream(noise=(512, 512), model="tiny", octaves=1, steps=1000, timeout=120)
+                outcome["long"] = "finished"
+            except DreamError as err:
+                outcome["long"] = err
+
+    t = threading.Thread(target=long_render)
+    t.start()
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    with DreamClient(target) as c:
+        with pytest.raises(DreamError) as err:
+            c.dream(noise=(64, 64), model="tiny", timeout=10, **FAST)
+    assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    t.join(30)
+    assert proc.wait(30) == 0
+    long = outcome["long"]
+    assert isinstance(long, DreamError) and long.code == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in long.details
+
+
+def test_sigterm_lets_a_short_render_finish(tmp_path):
+    proc, target = _start_dreamd(tmp_path, "--grace", "20")
+    box: dict[str, object] = {}
+
+    def render() -> None:
+        with DreamClient(target) as c:
+            box["png"] = c.dream(noise=(256, 256), model="tiny", octaves=1, steps=150, timeout=60)
+
+    t = threading.Thread(target=render)
+    t.start()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    t.join(60)
+    assert proc.wait(60) == 0
+    assert isinstance(box.get("png"), bytes) and box["png"].startswith(b"\x89PNG")

@@ -1,6 +1,8 @@
 """The Python SDK: sync and asyncio clients over the generated stub."""
 from __future__ import annotations
 
+import ipaddress
+import json
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Iterator, Sequence, Union
 
@@ -181,23 +183,56 @@ def _read(value: str | Path | bytes | None) -> bytes | None:
     return Path(value).read_bytes()
 
 
+# Spread calls over every address a target resolves to, and retry UNAVAILABLE (a replica
+# draining or gone) on another one. Renders are safe to retry: UNAVAILABLE before any response
+# means no job was accepted, and gRPC never retries a stream once a response has arrived.
+SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": "dreamrender.v1.DreamRenderService"}, {"service": "grpc.health.v1.Health"}],
+        "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "2s",
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+    }],
+})
+
+
+def channel_target(target: str | Sequence[str]) -> str:
+    """A gRPC target from "host:port", "dns:///name:port", or several "ip:port" (a list or commas)."""
+    targets = [t.strip() for t in (target.split(",") if isinstance(target, str) else target) if t.strip()]
+    if len(targets) == 1:
+        return targets[0]
+    hosts = [t.rsplit(":", 1)[0].strip("[]") for t in targets]
+    try:
+        versions = {ipaddress.ip_address(h).version for h in hosts}
+    except ValueError:
+        raise ValueError("several targets must be IP:PORT; for host names use one dns:///NAME:PORT "
+                         "(a headless Service resolves to every replica)") from None
+    if len(versions) != 1:
+        raise ValueError("several targets must all be IPv4 or all IPv6")
+    scheme = "ipv4" if versions == {4} else "ipv6"
+    return f"{scheme}:" + ",".join(targets)
+
+
 class _Common:
     """Connection settings shared by the sync and asyncio clients.
 
+    `target`: "host:port", "dns:///name:port" (every address it resolves to), or several
+    "ip:port" (a list, or joined by commas); calls are spread round-robin over them.
     TLS: `tls_ca` (PEM path or bytes) trusts the server's CA (omit it to use the system roots with
     `tls=True`); `tls_cert`/`tls_key` present a client certificate (mTLS); `tls_server_name`
     overrides the name checked against the certificate. `token` is sent as `authorization: Bearer`.
     """
 
-    def __init__(self, target: str, *, options: Sequence[tuple[str, Any]] = (),
+    def __init__(self, target: str | Sequence[str], *, options: Sequence[tuple[str, Any]] = (),
                  credentials: grpc.ChannelCredentials | None = None, metadata: Metadata = (),
                  max_message_bytes: int = 64 * 1024 * 1024, token: str | None = None, tls: bool = False,
                  tls_ca: str | Path | bytes | None = None, tls_cert: str | Path | bytes | None = None,
                  tls_key: str | Path | bytes | None = None, tls_server_name: str | None = None) -> None:
-        self.target = target
+        self.target = channel_target(target)
         self.metadata = tuple(metadata) + ((("authorization", f"Bearer {token}"),) if token else ())
         self._options = [("grpc.max_receive_message_length", max_message_bytes),
-                         ("grpc.max_send_message_length", max_message_bytes), *options]
+                         ("grpc.max_send_message_length", max_message_bytes),
+                         ("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1), *options]
         if tls_server_name:
             self._options.append(("grpc.ssl_target_name_override", tls_server_name))
         if credentials is None and (tls or tls_ca or tls_cert):

@@ -59,7 +59,8 @@ def _add_preview(p: argparse.ArgumentParser, default: PreviewSettings) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dreamctl", description="Talk to a dreamrender server (dreamd).")
     p.add_argument("--server", default=os.environ.get("DREAMRENDER_SERVER", "127.0.0.1:50051"),
-                   help="HOST:PORT of dreamd (default $DREAMRENDER_SERVER or 127.0.0.1:50051)")
+                   help="HOST:PORT of dreamd, dns:///NAME:PORT, or IP:PORT,IP:PORT,... to spread renders "
+                        "round-robin (default $DREAMRENDER_SERVER or 127.0.0.1:50051)")
     p.add_argument("--timeout", type=float, default=None, help="deadline of the call in seconds")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")

@@ -57,8 +57,25 @@ def _weights_id(name: str, store: ModelStore) -> str:
         if data.get("mtime") == st.st_mtime and data.get("size") == st.st_size:
             return data["sha256"][:16]
     digest = sha256_file(path)
-    stamp.write_text(json.dumps({"mtime": st.st_mtime, "size": st.st_size, "sha256": digest}))
+    try:
+        stamp.write_text(json.dumps({"mtime": st.st_mtime, "size": st.st_size, "sha256": digest}))
+    except OSError:  # a read-only store (shared volume): just hash again next time
+        pass
     return digest[:16]
+
+
+def _export_dir(store: ModelStore) -> Path:
+    """`<store>/onnx`, or a per-user cache when the store is read-only (replicas sharing a volume)."""
+    d = store.root / "onnx"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if os.access(d, os.W_OK):
+            return d
+    except OSError:
+        pass
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dreamrender" / "onnx"
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
 
 
 def export_key(name: str, layers: Sequence[str], store: ModelStore, opset: int = DEFAULT_OPSET) -> str:
@@ -94,10 +111,13 @@ def export_onnx(name: str, layers: Sequence[str], *, store: ModelStore | None = 
     unknown = [layer for layer in layers if layer not in net.layers]
     if unknown:
         raise ValueError(f"{name} has no layers {unknown}")
-    path = store.root / "onnx" / f"{export_key(name, layers, store, opset)}.onnx"
+    key = export_key(name, layers, store, opset)
+    shared = store.root / "onnx" / f"{key}.onnx"
+    if shared.is_file():  # pre-built (dreamctl models pull --onnx), possibly on a read-only volume
+        return shared
+    path = _export_dir(store) / f"{key}.onnx"
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     side = max(net.min_side * 2, 64)
     example = torch.rand(1, 3, side, side + 16, generator=torch.Generator().manual_seed(0))
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")

@@ -100,9 +100,11 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             self._job_started(job, rpc)
             body(lambda e: [emit(r) for r in convert(self._observe_event(e, rpc))], cancel)
 
+        # Read the peer now: touching the context after the call has ended can crash grpc's aio layer.
+        peer = context.peer()
         job = Job(run, lambda q: convert(q)[0], rpc)
         position = self.scheduler.submit(job)
-        log.info("job %s %s accepted at queue position %d (peer %s)", job.id, rpc, position, context.peer())
+        log.info("job %s %s accepted at queue position %d (peer %s)", job.id, rpc, position, peer)
         yield convert(Accepted(job.id, position, self.server_id))[0]
         started = time.monotonic()
         status = "OK"
@@ -120,7 +122,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             if self.metrics is not None and job.started:
                 self.metrics.render_seconds.labels(rpc).observe(elapsed)
             log.info("job %s %s ended: %s after %.2f s", job.id, rpc, status, elapsed,
-                     extra={"job_id": job.id, "rpc": rpc, "peer": context.peer(), "status": status,
+                     extra={"job_id": job.id, "rpc": rpc, "peer": peer, "status": status,
                             "duration": round(elapsed, 3)})
 
     def _job_started(self, job: Job, rpc: str) -> None:

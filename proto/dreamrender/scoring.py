@@ -103,6 +103,10 @@ class Scorer:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        # No busy-waiting between ops: on a machine shared with the torch loop, spinning threads
+        # steal the cores the render needs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         available = ort.get_available_providers()
         providers = list(providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available])
         src = model_path if isinstance(model_path, bytes) else str(model_path)

@@ -23,6 +23,7 @@ from .events import Checkpoint, Event, Result, Scores
 __all__ = ["Evaluator", "CheckpointScorer"]
 
 log = logging.getLogger(__name__)
+RESULT_WAIT_SECONDS = 5.0
 
 
 def _lower_priority() -> None:
@@ -111,6 +112,7 @@ class CheckpointScorer:
         self._waiting: Checkpoint | None = None
         self._worker: concurrent.futures.Future | None = None
         self._draining = False
+        self._closed = False
         self.skipped = 0
         self.scored = 0
 
@@ -125,10 +127,17 @@ class CheckpointScorer:
                     self._worker = self.evaluator.pool.submit(self._drain)
             return
         if isinstance(event, Result) and self._worker is not None:
+            # Once the render is done its cores are free, so the last scores come quickly; but the
+            # result never waits long for them: whatever is not scored by then is dropped.
             try:
-                self._worker.result(timeout=120)
+                self._worker.result(timeout=RESULT_WAIT_SECONDS)
+            except concurrent.futures.TimeoutError:
+                log.info("checkpoint scores still pending at the result: dropped")
             except Exception:  # scoring is best effort; the render's result must still arrive
                 log.exception("checkpoint scoring failed")
+            with self._lock:
+                self._closed = True
+                self._waiting = None
         self.sink(event)
 
     def _drain(self) -> None:
@@ -143,5 +152,8 @@ class CheckpointScorer:
             except Exception:
                 log.exception("checkpoint scoring failed at step %d", ev.step)
                 continue
-            self.scored += 1
-            self.sink(Scores(ev.step, ev.stage_index, values, self.evaluator.name))
+            with self._lock:
+                if self._closed:  # the result has gone out: the stream is over
+                    return
+                self.scored += 1
+                self.sink(Scores(ev.step, ev.stage_index, values, self.evaluator.name))

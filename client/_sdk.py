@@ -91,6 +91,21 @@ def dream_request(image: ImageInput | None = None, *, model: str = "", layer: st
     return req
 
 
+def _add_styles(req: Any, styles: Sequence[ImageInput], weights: Sequence[float], scales: Sequence[float],
+                content_layers: Sequence[str], style_layers: Sequence[str]) -> None:
+    """The style images (with weight/scale where given) and layer lists shared by style and evaluate requests."""
+    for i, s in enumerate(styles):
+        item = req.styles.add(image=image_message(s))
+        if i < len(weights):
+            item.weight = weights[i]
+        if i < len(scales):
+            item.scale = scales[i]
+    for name in content_layers:
+        req.content_layers.add(layer=name)
+    for name in style_layers:
+        req.style_layers.add(layer=name)
+
+
 def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: str = "",
                   style_weights: Sequence[float] = (), style_scales: Sequence[float] = (),
                   content_layers: Sequence[str] = (), style_layers: Sequence[str] = (),
@@ -99,16 +114,7 @@ def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: s
     """Build a RenderStyleRequest; `settings` are StyleSettings field names."""
     req = pb.RenderStyleRequest(model=model, content=image_message(content),
                                 result_format=_result_format(result_format), **_preview(preview))
-    for i, s in enumerate(styles):
-        item = req.styles.add(image=image_message(s))
-        if i < len(style_weights):
-            item.weight = style_weights[i]
-        if i < len(style_scales):
-            item.scale = style_scales[i]
-    for name in content_layers:
-        req.content_layers.add(layer=name)
-    for name in style_layers:
-        req.style_layers.add(layer=name)
+    _add_styles(req, styles, style_weights, style_scales, content_layers, style_layers)
     if init_image is not None:
         req.init_image.CopyFrom(image_message(init_image))
         settings.setdefault("init", "image")
@@ -124,16 +130,7 @@ def evaluate_request(content: ImageInput, styles: Sequence[ImageInput], candidat
     """Build an EvaluateRequest (term weights left out take the server's defaults)."""
     req = pb.EvaluateRequest(model=model, content=image_message(content),
                              candidates=[image_message(c) for c in candidates])
-    for i, s in enumerate(styles):
-        item = req.styles.add(image=image_message(s))
-        if i < len(style_weights):
-            item.weight = style_weights[i]
-        if i < len(style_scales):
-            item.scale = style_scales[i]
-    for name in content_layers:
-        req.content_layers.add(layer=name)
-    for name in style_layers:
-        req.style_layers.add(layer=name)
+    _add_styles(req, styles, style_weights, style_scales, content_layers, style_layers)
     _wire.fill_request(req, StyleSettings, {"content_weight": content_weight, "style_weight": style_weight,
                                             "tv_weight": tv_weight})
     return req

@@ -82,7 +82,9 @@ def test_checkpoint_scores_stream_and_match_the_frames(server, chelsea_bytes):
         assert e.values["total"] == pytest.approx(frames[e.step], rel=1e-3)
         assert {"content", "style", "tv", "total"} <= set(e.values)
     dream_scores = [e for e in dream_events if isinstance(e, pb.CheckpointScores)]
-    assert [e.step for e in dream_scores] == [3, 6] and all(e.values["score"] > 0 for e in dream_scores)
+    # A checkpoint still waiting when a newer one comes is replaced (latest wins); the last is always scored.
+    steps = [e.step for e in dream_scores]
+    assert steps in ([3, 6], [6]) and all(e.values["score"] > 0 for e in dream_scores)
 
 
 def test_evaluate_rpc_ranks_and_orders(server, chelsea_bytes, tmp_path):

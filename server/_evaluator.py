@@ -20,10 +20,16 @@ from dreamrender.settings import DreamSettings, StyleSettings
 
 from .events import Checkpoint, Event, Result, Scores
 
-__all__ = ["Evaluator", "CheckpointScorer"]
+__all__ = ["Evaluator", "CheckpointScorer", "style_terms"]
 
 log = logging.getLogger(__name__)
 RESULT_WAIT_SECONDS = 5.0
+
+
+def style_terms(s: StyleSettings) -> StyleTerms:
+    """The scorer's view of a style render's layers and term weights."""
+    return StyleTerms({x.layer: x.weight for x in s.content_layers}, {x.layer: x.weight for x in s.style_layers},
+                      s.content_weight, s.style_weight, s.tv_weight)
 
 
 def _lower_priority() -> None:
@@ -75,8 +81,7 @@ class Evaluator:
 
     def style_sink(self, sink: Callable[[Event], None], s: StyleSettings, content: np.ndarray,
                    styles: Sequence[np.ndarray]) -> Callable[[Event], None]:
-        terms = StyleTerms({x.layer: x.weight for x in s.content_layers}, {x.layer: x.weight for x in s.style_layers},
-                           s.content_weight, s.style_weight, s.tv_weight)
+        terms = style_terms(s)
         targets: dict[tuple[int, int], StyleTargets] = {}
 
         def score(image: np.ndarray) -> dict[str, float]:

@@ -98,16 +98,20 @@ def _layer_weights(items: Any, field: str) -> tuple[StyleLayer, ...]:
     return tuple(out)
 
 
+def _style_parts(req: Any, default_model: str) -> dict[str, Any]:
+    """Model, per-style weights/scales and layer lists: what RenderStyle and Evaluate requests share."""
+    default = StyleSettings()
+    return dict(
+        model=req.model or default_model,
+        styles=tuple(StyleImageSettings(s.weight if s.HasField("weight") else 1.0,
+                                        s.scale if s.HasField("scale") else 1.0) for s in req.styles),
+        content_layers=_layer_weights(req.content_layers, "content_layers") or default.content_layers,
+        style_layers=_layer_weights(req.style_layers, "style_layers") or default.style_layers)
+
+
 def style_settings(req: pb.RenderStyleRequest, *, default_model: str) -> StyleSettings:
     values = _wire.read_request(req, StyleSettings)
-    default = StyleSettings()
-    styles = tuple(StyleImageSettings(s.weight if s.HasField("weight") else 1.0,
-                                      s.scale if s.HasField("scale") else 1.0) for s in req.styles)
-    s = StyleSettings(
-        model=req.model or default_model, styles=styles,
-        content_layers=_layer_weights(req.content_layers, "content_layers") or default.content_layers,
-        style_layers=_layer_weights(req.style_layers, "style_layers") or default.style_layers,
-        preview=_preview(req, default.preview), **values)
+    s = StyleSettings(**_style_parts(req, default_model), preview=_preview(req, StyleSettings().preview), **values)
     validate(s)
     return s
 
@@ -116,11 +120,6 @@ def evaluate_settings(req: pb.EvaluateRequest, *, default_model: str) -> StyleSe
     """The StyleSettings an Evaluate request implies (only layers, weights and styles matter)."""
     values = {k: v for k, v in _wire.read_request(req, StyleSettings).items()
               if k in ("content_weight", "style_weight", "tv_weight")}
-    default = StyleSettings()
-    styles = tuple(StyleImageSettings(s.weight if s.HasField("weight") else 1.0,
-                                      s.scale if s.HasField("scale") else 1.0) for s in req.styles)
-    s = StyleSettings(model=req.model or default_model, styles=styles,
-                      content_layers=_layer_weights(req.content_layers, "content_layers") or default.content_layers,
-                      style_layers=_layer_weights(req.style_layers, "style_layers") or default.style_layers, **values)
+    s = StyleSettings(**_style_parts(req, default_model), **values)
     validate(s)
     return s

@@ -11,6 +11,7 @@ from dreamrender.settings import StyleSettings
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from . import _proto
+from .style import check_layers
 
 if TYPE_CHECKING:
     from ._service import DreamRenderServicer
@@ -25,28 +26,25 @@ class StyleInputs:
     init_image: torch.Tensor | None
 
 
-def _check_layers(spec, s: StyleSettings) -> None:
-    names = spec.layer_names
-    for field, items in (("content_layers", s.content_layers), ("style_layers", s.style_layers)):
-        for i, item in enumerate(items):
-            if item.layer not in names:
-                raise InvalidArgumentError(f"{field}[{i}].layer", f"unknown layer {item.layer!r} of {spec.name}", names)
+def _content_and_styles(svc: "DreamRenderServicer", req, s: StyleSettings) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The decoded content and style images of a RenderStyle or Evaluate request, checked."""
+    if not req.HasField("content"):
+        raise InvalidArgumentError("content", "no content image", "an encoded image")
+    if not req.styles:
+        raise InvalidArgumentError("styles", "no style image", "at least one style image")
+    if sum(st.weight for st in s.styles) <= 0:
+        raise InvalidArgumentError("styles[0].weight", "style weights sum to 0", "weights >= 0 with a positive sum")
+    content = svc._image(req.content, "content")
+    return content, tuple(svc._image(st.image, f"styles[{i}].image") for i, st in enumerate(req.styles))
 
 
 def prepare_style(svc: "DreamRenderServicer", req: pb.RenderStyleRequest) -> tuple[StyleSettings, StyleInputs]:
     """Validate everything a style render needs; raises InvalidArgumentError naming the field."""
     s = _proto.style_settings(req, default_model=svc.default_style_model)
     spec = svc._available_spec(s.model)
-    _check_layers(spec, s)
+    check_layers(spec.name, spec.layer_names, s)
     svc._check_side(s.size, "size")
-    if not req.HasField("content"):
-        raise InvalidArgumentError("content", "no content image", "an encoded image")
-    if not req.styles:
-        raise InvalidArgumentError("styles", "no style image", "at least one style image")
-    content = svc._image(req.content, "content")
-    styles = tuple(svc._image(st.image, f"styles[{i}].image") for i, st in enumerate(req.styles))
-    if sum(st.weight for st in s.styles) <= 0:
-        raise InvalidArgumentError("styles[0].weight", "style weights sum to 0", "weights >= 0 with a positive sum")
+    content, styles = _content_and_styles(svc, req, s)
     init = None
     if s.init == "image":
         if not req.HasField("init_image"):
@@ -60,8 +58,7 @@ MAX_CANDIDATES = 32
 
 def prepare_evaluate(svc: "DreamRenderServicer", req: pb.EvaluateRequest):
     """Validate an Evaluate request; returns (model, a function computing [(values, (h, w))])."""
-    from dreamrender.scoring import StyleTerms
-
+    from ._evaluator import style_terms
     from ._proto import evaluate_settings
 
     s = evaluate_settings(req, default_model=svc.default_style_model)
@@ -69,19 +66,13 @@ def prepare_evaluate(svc: "DreamRenderServicer", req: pb.EvaluateRequest):
     if not spec.supports_style and not req.content_layers and not req.style_layers:
         raise InvalidArgumentError("model", f"{spec.name} lacks the default style layers",
                                    [x.name for x in _style_models()])
-    _check_layers(spec, s)
-    if not req.HasField("content"):
-        raise InvalidArgumentError("content", "no content image", "an encoded image")
-    if not req.styles:
-        raise InvalidArgumentError("styles", "no style image", "at least one style image")
+    check_layers(spec.name, spec.layer_names, s)
     if not req.candidates:
         raise InvalidArgumentError("candidates", "no candidate images", "1 to %d images" % MAX_CANDIDATES)
     if len(req.candidates) > MAX_CANDIDATES:
         raise InvalidArgumentError("candidates", f"{len(req.candidates)} candidates", f"at most {MAX_CANDIDATES}")
-    if sum(st.weight for st in s.styles) <= 0:
-        raise InvalidArgumentError("styles[0].weight", "style weights sum to 0", "weights >= 0 with a positive sum")
-    content = svc._image(req.content, "content").numpy()
-    styles = [svc._image(st.image, f"styles[{i}].image").numpy() for i, st in enumerate(req.styles)]
+    content_t, styles_t = _content_and_styles(svc, req, s)
+    content, styles = content_t.numpy(), [x.numpy() for x in styles_t]
     cands = []
     for i, c in enumerate(req.candidates):
         arr = svc._image(c, f"candidates[{i}]").numpy()
@@ -90,8 +81,7 @@ def prepare_evaluate(svc: "DreamRenderServicer", req: pb.EvaluateRequest):
                                        f"at least {spec.min_side} px")
         svc._check_side(max(arr.shape[-2:]), f"candidates[{i}]")
         cands.append(arr)
-    terms = StyleTerms({x.layer: x.weight for x in s.content_layers}, {x.layer: x.weight for x in s.style_layers},
-                       s.content_weight, s.style_weight, s.tv_weight)
+    terms = style_terms(s)
 
     def run() -> list[tuple[dict[str, float], tuple[int, int]]]:
         scorer = svc.evaluator.scorer(s.model, list(terms.content_layers) + list(terms.style_layers))

@@ -87,13 +87,12 @@ def scale_sides(size: int, scales: int, min_side: int = 64) -> list[int]:
     return sides[::-1]
 
 
-def check_layers(net: FeatureNet, s: StyleSettings) -> None:
-    """InvalidArgumentError naming the field when a requested layer is not in the model."""
-    names = net.layer_map()
+def check_layers(model: str, names: Sequence[str], s: StyleSettings) -> None:
+    """InvalidArgumentError naming the field when a requested layer is not among `names` of `model`."""
     for field, items in (("content_layers", s.content_layers), ("style_layers", s.style_layers)):
         for i, item in enumerate(items):
             if item.layer not in names:
-                raise InvalidArgumentError(f"{field}[{i}].layer", f"unknown layer {item.layer!r} of {net.name}",
+                raise InvalidArgumentError(f"{field}[{i}].layer", f"unknown layer {item.layer!r} of {model}",
                                            list(names))
 
 
@@ -262,7 +261,7 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     if s.styles and len(s.styles) != len(styles):
         raise InvalidArgumentError("styles", f"{len(s.styles)} style settings for {len(styles)} images",
                                    "one entry per style image")
-    check_layers(net, s)
+    check_layers(net.name, list(net.layer_map()), s)
     device = device or next(net.parameters()).device
     net = net.with_pooling(s.pooling)
     sink = on_event or (lambda _e: None)

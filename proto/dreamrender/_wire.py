@@ -7,7 +7,6 @@ class knows.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any, Mapping
 
@@ -66,7 +65,3 @@ def read_request(msg: Message, cls: type, prefix: str = "") -> dict[str, Any]:
             out[f.name] = getattr(msg, f.name)
     return out
 
-
-def replace(obj: Any, **changes: Any) -> Any:
-    """dataclasses.replace, re-exported so callers need one import."""
-    return dataclasses.replace(obj, **changes)

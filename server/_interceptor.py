@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 from google.protobuf import any_pb2
@@ -60,10 +60,16 @@ def _trailers(code: grpc.StatusCode, message: str, details: list[Any]) -> tuple[
     return (("grpc-status-details-bin", st.SerializeToString()),)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+def _code_name(context: grpc.aio.ServicerContext) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, record: Callable[[str], None]) -> None:
     code, message, details = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
         log.exception("unexpected error", exc_info=exc)
+    record(code.name)
     await context.abort(code, message, trailing_metadata=_trailers(code, message, details))
 
 
@@ -74,17 +80,28 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Any = None) -> None:
         self.metrics = metrics
 
-    def _observe(self, method: str, context: grpc.aio.ServicerContext) -> None:
+    def _observe(self, method: str, context: grpc.aio.ServicerContext) -> Callable[[str], None]:
+        """Returns `record(code_name)`, which counts the call once. The handler wrapper records the
+        final code *before* the status goes out, so a client that scrapes /metrics right after its
+        call sees it; the done-callback only covers calls that end without the handler finishing
+        (client cancel, deadline)."""
         if self.metrics is None:
-            return
+            return lambda name: None
         rpc = method.rsplit("/", 1)[-1]
+        counted = False
+
+        def record(name: str) -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                self.metrics.requests.labels(rpc, name).inc()
 
         def done(ctx: Any) -> None:
             code = ctx.code()
-            name = "CANCELLED" if ctx.cancelled() and code is None else (code.name if code else "OK")
-            self.metrics.requests.labels(rpc, name).inc()
+            record("CANCELLED" if ctx.cancelled() and code is None else (code.name if code else "OK"))
 
         context.add_done_callback(done)
+        return record
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -95,27 +112,34 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                self._observe(method, context)
+                record = self._observe(method, context)
                 try:
                     async for response in inner_stream(request, context):
                         yield response
                 except grpc.aio.AbortError:
+                    record(_code_name(context))
                     raise
                 except Exception as exc:
-                    await _abort(context, exc)
+                    await _abort(context, exc, record)
+                else:
+                    record("OK")
 
             return handler._replace(unary_stream=unary_stream)
         if handler.unary_unary is not None:
             inner_unary = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                self._observe(method, context)
+                record = self._observe(method, context)
                 try:
-                    return await inner_unary(request, context)
+                    response = await inner_unary(request, context)
                 except grpc.aio.AbortError:
+                    record(_code_name(context))
                     raise
                 except Exception as exc:
-                    await _abort(context, exc)
+                    await _abort(context, exc, record)
+                else:
+                    record("OK")
+                    return response
 
             return handler._replace(unary_unary=unary_unary)
         return handler

@@ -271,11 +271,14 @@ def test_metrics_move_after_a_render(models_dir, chelsea_bytes):
             c.dream(chelsea_bytes, timeout=60, **FAST)
             with pytest.raises(DreamError):
                 c.dream(chelsea_bytes, layer="nope", timeout=60)
+            c.list_models(timeout=10)
+        # No sleep or polling: the interceptor counts a call before its status goes out.
         after = urllib.request.urlopen(url, timeout=10).read().decode()
     finally:
         srv.stop()
     assert 'dreamrender_requests_total{code="OK",rpc="RenderDream"} 1.0' in after
     assert 'dreamrender_requests_total{code="INVALID_ARGUMENT",rpc="RenderDream"} 1.0' in after
+    assert 'dreamrender_requests_total{code="OK",rpc="ListModels"} 1.0' in after
     assert 'dreamrender_iterations_total{rpc="RenderDream"} 2.0' in after
     assert "dreamrender_render_seconds_count" in after and "dreamrender_queue_depth" in after
     assert "dreamrender_model_load_seconds" in after and "dreamrender_active_jobs" in after

@@ -298,17 +298,24 @@ def test_sigterm_drains_then_stops_with_a_clear_status(tmp_path):
     proc, target = _start_dreamd(tmp_path, "--grace", "3")
     outcome: dict[str, object] = {}
 
+    started = threading.Event()
+
     def long_render() -> None:
         with DreamClient(target) as c:
             try:
-                c.dream(noise=(512, 512), model="tiny", octaves=1, steps=1000, timeout=120)
+                for ev in c.render_dream(noise=(512, 512), model="tiny", octaves=1, steps=1000, timeout=120):
+                    if isinstance(ev, pb.Progress):
+                        started.set()
                 outcome["long"] = "finished"
             except DreamError as err:
                 outcome["long"] = err
+            finally:
+                started.set()
 
     t = threading.Thread(target=long_render)
     t.start()
-    time.sleep(1.5)
+    # SIGTERM only once the render is running: a fixed sleep raced a slow start on a loaded CI machine.
+    assert started.wait(60)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     with DreamClient(target) as c:
@@ -326,13 +333,21 @@ def test_sigterm_lets_a_short_render_finish(tmp_path):
     proc, target = _start_dreamd(tmp_path, "--grace", "20")
     box: dict[str, object] = {}
 
+    started = threading.Event()
+
     def render() -> None:
         with DreamClient(target) as c:
-            box["png"] = c.dream(noise=(256, 256), model="tiny", octaves=1, steps=150, timeout=60)
+            try:
+                for ev in c.render_dream(noise=(256, 256), model="tiny", octaves=1, steps=150, timeout=60):
+                    started.set()
+                    if isinstance(ev, pb.Result):
+                        box["png"] = ev.image.data
+            finally:
+                started.set()
 
     t = threading.Thread(target=render)
     t.start()
-    time.sleep(1.0)
+    assert started.wait(60)  # accepted: the drain must let it finish
     proc.send_signal(signal.SIGTERM)
     t.join(60)
     assert proc.wait(60) == 0

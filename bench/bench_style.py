@@ -9,6 +9,8 @@ Prints, in one run:
     size, and the wall time the multi-scale schedule needs to reach that run's final loss at the
     same size (same model, layers and term weights); their ratio;
   * peak RSS of each measurement (each runs in its own process).
+Every child process gets dreamd's glibc heap settings (--malloc keep; `default` shows glibc's own),
+and s/iter is the minimum of --repeats interleaved runs: this VM's speed drifts by +-5-10%.
 Needs the model's weights in $DREAMRENDER_MODELS (dreamctl models pull vgg16).
 """
 from __future__ import annotations
@@ -118,6 +120,10 @@ def _run_child(ns: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(ns.threads)
+    if ns.malloc == "keep":  # what dreamd does (server/_memory.py); the same for every measurement
+        from dreamrender.server._memory import keep_heap
+
+        keep_heap()
     kind = ns.child
     if kind == "bare":
         res = measure_bare(ns.model, ns.size, ns.iters, ns.layer)
@@ -134,10 +140,14 @@ def main() -> None:
     p.add_argument("--model", default="vgg16")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     p.add_argument("--iters", type=int, default=300, help="single-scale iterations for time to quality")
-    p.add_argument("--per-iter-iters", type=int, default=12, help="iterations timed for s/iter")
+    p.add_argument("--per-iter-iters", type=int, default=20, help="iterations timed for s/iter")
     p.add_argument("--scales", type=int, default=3, help="scales of the multi-scale schedule")
     p.add_argument("--coarse-iters", type=int, default=100, help="iterations per coarse scale of the schedule")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="s/iter: each measurement runs this many times, interleaved; the minimum is shown")
+    p.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                   help="glibc heap settings in every child: dreamd's (keep) or glibc's defaults")
     p.add_argument("--quick", action="store_true", help="skip time to quality")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=256, help=argparse.SUPPRESS)
@@ -151,23 +161,14 @@ def main() -> None:
     ns = p.parse_args()
     if ns.child:
         return _run_child(ns)
-    common = ["--model", ns.model, "--threads", str(ns.threads)]
+    common = ["--model", ns.model, "--threads", str(ns.threads), "--malloc", ns.malloc]
     print(f"model {ns.model}, {ns.threads} torch threads")
     if ns.checkpoints:
         return _checkpoint_overhead(ns, common)
-    print(f"{'size':>5} {'what':<16} {'s/iter':>8} {'vs cut':>8} {'vs full':>9} {'peak RSS MB':>12}")
+    print(f"glibc heap: {ns.malloc}; s/iter = min over {ns.repeats} interleaved runs of {ns.per_iter_iters} iterations")
+    print(f"{'size':>5} {'what':<16} {'s/iter':>8} {'vs cut':>8} {'vs full':>9} {'spread':>7} {'peak RSS MB':>12}")
     for size in ns.sizes:
-        n = str(ns.per_iter_iters)
-        bare = _child(["--child", "bare", "--size", str(size), "--iters", n, *common])
-        full = _child(["--child", "bare", "--size", str(size), "--iters", n, "--layer", "pool5", *common])
-        print(f"{size:>5} {'bare to relu5_1':<16} {bare['s_per_iter']:>8.3f} {1.0:>8.3f} {'':>9} {bare['peak_rss_mb']:>12.0f}")
-        print(f"{size:>5} {'bare full stack':<16} {full['s_per_iter']:>8.3f} {full['s_per_iter'] / bare['s_per_iter']:>8.3f} "
-              f"{1.0:>9.3f} {full['peak_rss_mb']:>12.0f}")
-        for opt in ("lbfgs", "adam"):
-            r = _child(["--child", "engine", "--size", str(size), "--iters", n, "--optimizer", opt,
-                        "--scales", "1", *common])
-            print(f"{size:>5} {'engine ' + opt:<16} {r['s_per_iter']:>8.3f} {r['s_per_iter'] / bare['s_per_iter']:>8.3f} "
-                  f"{r['s_per_iter'] / full['s_per_iter']:>9.3f} {r['peak_rss_mb']:>12.0f}")
+        _per_iter_table(ns, size, common)
     if ns.quick:
         return
     size = max(ns.sizes)
@@ -181,6 +182,30 @@ def main() -> None:
     print(f"  {ns.scales} scales ({ns.coarse_iters} per coarse scale, <= {ns.iters} at full size): {verdict} it after "
           f"{multi['iterations']} iterations in {multi['wall']:.1f} s (peak RSS {multi['peak_rss_mb']:.0f} MB)")
     print(f"  ratio multi/single wall time: {multi['wall'] / single['wall']:.3f}")
+
+
+def _per_iter_table(ns: argparse.Namespace, size: int, common: list[str]) -> None:
+    """Bare forward+backward (cut at relu5_1 and the whole conv stack) and the engine's L-BFGS
+    and Adam iterations, each run `repeats` times in turn so that drifts of the machine's speed
+    hit all of them alike; the minimum is the least disturbed run."""
+    n = str(ns.per_iter_iters)
+    runs = {"bare to relu5_1": ["--child", "bare", "--size", str(size), "--iters", n],
+            "bare full stack": ["--child", "bare", "--size", str(size), "--iters", n, "--layer", "pool5"],
+            "engine lbfgs": ["--child", "engine", "--size", str(size), "--iters", n, "--optimizer", "lbfgs",
+                             "--scales", "1"],
+            "engine adam": ["--child", "engine", "--size", str(size), "--iters", n, "--optimizer", "adam",
+                            "--scales", "1"]}
+    results: dict[str, list[dict]] = {k: [] for k in runs}
+    for _ in range(ns.repeats):
+        for what, args in runs.items():
+            results[what].append(_child([*args, *common]))
+    best = {k: min(v, key=lambda r: r["s_per_iter"]) for k, v in results.items()}
+    cut, full = best["bare to relu5_1"]["s_per_iter"], best["bare full stack"]["s_per_iter"]
+    for what, r in best.items():
+        times = [x["s_per_iter"] for x in results[what]]
+        spread = (max(times) - min(times)) / min(times)
+        print(f"{size:>5} {what:<16} {r['s_per_iter']:>8.3f} {r['s_per_iter'] / cut:>8.3f} "
+              f"{r['s_per_iter'] / full:>9.3f} {spread:>6.1%} {max(x['peak_rss_mb'] for x in results[what]):>12.0f}")
 
 
 def _checkpoint_overhead(ns: argparse.Namespace, common: list[str]) -> None:

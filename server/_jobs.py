@@ -4,14 +4,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import ctypes
-import gc
 import logging
 import threading
 import time
 import uuid
 from typing import Any, AsyncIterator, Callable
 
+from ._memory import release_memory
 from .events import Queued
 
 __all__ = ["QueueFullError", "Job", "Scheduler"]
@@ -22,25 +21,6 @@ _DONE = object()
 
 def _released(*_args: Any) -> None:
     raise RuntimeError("job already ran")
-
-
-def _release_memory() -> None:
-    """Between jobs: collect reference cycles (a job's tensors otherwise wait for the cyclic GC)
-    and hand freed heap back to the OS (glibc keeps it otherwise), so RSS stays flat."""
-    gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc() -> Any:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (macOS, musl): nothing to trim
-        return None
-
-
-_LIBC = _load_libc()
 
 
 class QueueFullError(RuntimeError):
@@ -176,7 +156,7 @@ class Scheduler:
             job._finish(None)
         finally:
             job.body = _released  # drop the closures (and the images they hold) now
-            _release_memory()
+            release_memory()
 
     def abort_all(self, reason: BaseException) -> None:
         """Stop every job with `reason` (shutdown): waiting ones at once, the running one within a step."""

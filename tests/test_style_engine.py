@@ -162,3 +162,21 @@ def test_gram_loss_channels_last_matches():
     gram_loss(b, target).backward()
     assert torch.allclose(a.grad, b.grad) and torch.allclose(gram(a), gram(b))
     assert torch.autograd.gradcheck(lambda x: gram_loss(x, target), (b,))
+
+
+def test_gram_loss_onednn_path_matches_matmul():
+    """float32 channels_last features on the CPU take the 1x1-conv kernels: same values and gradient."""
+    from dreamrender.server.style import _onednn, gram_loss
+
+    f = torch.rand(1, 16, 9, 7)
+    target = gram(torch.rand(1, 16, 9, 7))
+    a = f.clone().requires_grad_(True)
+    b = f.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    assert not _onednn(a) and _onednn(b)
+    la, lb = gram_loss(a, target), gram_loss(b, target)
+    la.backward()
+    lb.backward()
+    assert torch.allclose(la, lb, rtol=1e-5)
+    assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+    assert b.grad.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(gram(a), gram(b), rtol=1e-5, atol=1e-7)

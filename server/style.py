@@ -89,8 +89,9 @@ class _GramLoss(torch.autograd.Function):
         n, c, h, w = feat.shape
         if _onednn(feat):
             # (G - A) is symmetric up to rounding; symmetrise so the 1x1 conv is the exact gradient.
-            sym = (diff + diff.t()).mul_(0.5)
-            return F.conv2d(feat, sym.view(c, c, 1, 1)).mul_(k), None
+            # The factor k rides on the small C x C weight instead of a pass over the large output.
+            sym = (diff + diff.t()).mul_(0.5 * k)
+            return F.conv2d(feat, sym.view(c, c, 1, 1)), None
         f, nhwc = _rows(feat)
         if nhwc:  # (HW, C) @ (C, C), back to NCHW shape with channels_last strides
             return (f @ diff).mul_(k).reshape(n, h, w, c).permute(0, 3, 1, 2), None
@@ -152,7 +153,10 @@ class _Objective:
         s = self.s
         with autocast_for(self.device):
             feats = self.net(x, self.layers)
-        content = sum(l.weight * F.mse_loss(feats[l.layer].float(), self.t.content[l.layer]) for l in s.content_layers)
+        # Not F.mse_loss: its gradient comes back in NCHW order, and meeting the channels_last
+        # gradient of the conv above costs the backward a layout conversion.
+        content = sum(l.weight * (feats[l.layer].float() - self.t.content[l.layer]).pow(2).mean()
+                      for l in s.content_layers)
         style = sum(l.weight * gram_loss(feats[l.layer], self.t.grams[l.layer]) for l in s.style_layers)
         terms = {"content": s.content_weight * content, "style": s.style_weight * style}
         if s.tv_weight:

@@ -1,7 +1,7 @@
 """DeepDream benchmark: wall time and peak RSS of a large dream, tiled against untiled.
 
     python bench/bench_dream.py [--model vgg16] [--layer relu4_3] [--size 2048] [--tiles 512]
-                                [--octaves 4] [--steps 10] [--save out.png]
+                                [--octaves 4] [--steps 10] [--save out.png] [--malloc keep default]
 
 Each configuration runs in its own process so its peak RSS is its own. Tiling bounds memory by
 the tile: the activations held at once are those of one tile, not of the whole image.
@@ -29,6 +29,10 @@ def _child(ns: argparse.Namespace) -> None:
     from dreamrender.settings import DreamSettings, DreamTerm
 
     torch.set_num_threads(ns.threads)
+    if ns.malloc[0] == "keep":  # what dreamd does (server/_memory.py)
+        from dreamrender.server._memory import keep_heap
+
+        keep_heap()
     net = get_model(ns.model)
     img = to_tensor(Image.open(ROOT / "server" / "assets" / "chelsea.png").convert("RGB"))
     img = resize_to(img, (ns.size, ns.size))
@@ -54,19 +58,22 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save", default="")
+    p.add_argument("--malloc", choices=("keep", "default"), nargs="+", default=["keep"],
+                   help="glibc heap settings: dreamd's (keep) and/or glibc's defaults; each gets its own rows")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tile", type=int, default=512, help=argparse.SUPPRESS)
     ns = p.parse_args()
     if ns.child:
         return _child(ns)
     print(f"{ns.model} {ns.layer}, {ns.size}x{ns.size}, {ns.octaves} octaves x {ns.steps} steps, {ns.threads} threads")
-    print(f"{'tile':>6} {'wall s':>8} {'peak RSS MB':>12} {'RSS before render MB':>21}")
-    for tile in ns.tiles:
-        args = [sys.executable, __file__, "--child", "--tile", str(tile), "--model", ns.model, "--layer", ns.layer,
-                "--size", str(ns.size), "--octaves", str(ns.octaves), "--steps", str(ns.steps),
-                "--threads", str(ns.threads)] + (["--save", ns.save] if ns.save else [])
-        r = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
-        print(f"{tile:>6} {r['wall']:>8.1f} {r['peak_rss_mb']:>12.0f} {r['rss_before_render_mb']:>21.0f}")
+    print(f"{'heap':>7} {'tile':>6} {'wall s':>8} {'peak RSS MB':>12} {'RSS before render MB':>21}")
+    for heap in ns.malloc:
+        for tile in ns.tiles:
+            args = [sys.executable, __file__, "--child", "--tile", str(tile), "--model", ns.model, "--layer", ns.layer,
+                    "--size", str(ns.size), "--octaves", str(ns.octaves), "--steps", str(ns.steps),
+                    "--threads", str(ns.threads), "--malloc", heap] + (["--save", ns.save] if ns.save else [])
+            r = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+            print(f"{heap:>7} {tile:>6} {r['wall']:>8.1f} {r['peak_rss_mb']:>12.0f} {r['rss_before_render_mb']:>21.0f}")
 
 
 if __name__ == "__main__":

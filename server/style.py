@@ -52,8 +52,9 @@ def _onednn(feat: torch.Tensor) -> bool:
 
     On the CPU, MKL's sgemm (what `@` calls) reaches about half the conv kernels' speed on these
     tall-skinny shapes (on AMD it takes its AVX2 path); oneDNN's weight gradient of a 1x1 conv is
-    the same sum F F^T, and its forward is the backward's (G - A) F, both about 2x faster in
-    float32 on channels_last features. Measured: bench/bench_style.py; same values to rounding.
+    the same sum F F^T, and its forward is the backward's (G - A) F. Measured on 2 cores, the five
+    style layers of VGG16 at 512 px, Gram forward + backward: 80 ms through `@`, 41 ms through
+    oneDNN, float32 both, equal to rounding (tests/test_style_engine.py checks it).
     """
     return feat.device.type == "cpu" and feat.dtype == torch.float32 and _nhwc(feat)
 

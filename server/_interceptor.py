@@ -80,11 +80,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Any = None) -> None:
         self.metrics = metrics
 
-    def _observe(self, method: str, context: grpc.aio.ServicerContext) -> Callable[[str], None]:
+    def _observe(self, method: str) -> Callable[[str], None]:
         """Returns `record(code_name)`, which counts the call once. The handler wrapper records the
         final code *before* the status goes out, so a client that scrapes /metrics right after its
-        call sees it; the done-callback only covers calls that end without the handler finishing
-        (client cancel, deadline)."""
+        call sees it. (Not a done-callback: it can run after the client has its status, and grpc
+        aio's context reports neither code nor cancellation there for a cancelled call.)"""
         if self.metrics is None:
             return lambda name: None
         rpc = method.rsplit("/", 1)[-1]
@@ -96,11 +96,6 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 counted = True
                 self.metrics.requests.labels(rpc, name).inc()
 
-        def done(ctx: Any) -> None:
-            code = ctx.code()
-            record("CANCELLED" if ctx.cancelled() and code is None else (code.name if code else "OK"))
-
-        context.add_done_callback(done)
         return record
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
@@ -112,7 +107,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                record = self._observe(method, context)
+                record = self._observe(method)
                 try:
                     async for response in inner_stream(request, context):
                         yield response
@@ -121,6 +116,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 except Exception as exc:
                     await _abort(context, exc, record)
+                except BaseException:  # asyncio.CancelledError: the caller cancelled or its deadline passed
+                    record("CANCELLED")
+                    raise
                 else:
                     record("OK")
 
@@ -129,7 +127,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_unary = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                record = self._observe(method, context)
+                record = self._observe(method)
                 try:
                     response = await inner_unary(request, context)
                 except grpc.aio.AbortError:
@@ -137,6 +135,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 except Exception as exc:
                     await _abort(context, exc, record)
+                except BaseException:  # asyncio.CancelledError: the caller cancelled or its deadline passed
+                    record("CANCELLED")
+                    raise
                 else:
                     record("OK")
                     return response

@@ -285,6 +285,27 @@ def test_metrics_move_after_a_render(models_dir, chelsea_bytes):
     assert "dreamrender_requests_total{" not in before
 
 
+def test_metrics_count_a_cancelled_render_as_cancelled(models_dir):
+    srv = start_server(models_dir, metrics_port=0)
+    line = 'dreamrender_requests_total{code="CANCELLED",rpc="RenderDream"} 1.0'
+    try:
+        url = f"http://127.0.0.1:{srv.server.dreamrender['metrics_port']}/metrics"
+        with DreamClient(srv.target) as c:
+            for ev in c.render_dream(noise=(256, 256), model="tiny", octaves=1, steps=500, timeout=60):
+                if isinstance(ev, pb.Progress):
+                    break  # cancels the call
+        # The server hears of a cancel after the client has moved on: poll, with a deadline.
+        deadline = time.monotonic() + 20
+        text = ""
+        while line not in text and time.monotonic() < deadline:
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+            time.sleep(0.05)
+    finally:
+        srv.stop()
+    assert line in text
+    assert 'code="OK",rpc="RenderDream"' not in text
+
+
 def _start_dreamd(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, DREAMRENDER_MODELS=str(tmp_path / "m"))
     proc = subprocess.Popen([str(BIN / "dreamd"), "--listen", "127.0.0.1:0", "--device", "cpu", *extra],

@@ -1,8 +1,9 @@
 """The one interceptor that maps domain errors to gRPC status codes."""
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Callable
+from typing import Any, AsyncIterator
 
 import grpc
 from google.protobuf import any_pb2
@@ -65,14 +66,6 @@ def _code_name(context: grpc.aio.ServicerContext) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, record: Callable[[str], None]) -> None:
-    code, message, details = status_for(exc)
-    if code == grpc.StatusCode.INTERNAL:
-        log.exception("unexpected error", exc_info=exc)
-    record(code.name)
-    await context.abort(code, message, trailing_metadata=_trailers(code, message, details))
-
-
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns exceptions escaping a handler into the right status (with BadRequest details), and
     counts every call's final status in `metrics` (when given)."""
@@ -80,23 +73,33 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Any = None) -> None:
         self.metrics = metrics
 
-    def _observe(self, method: str) -> Callable[[str], None]:
-        """Returns `record(code_name)`, which counts the call once. The handler wrapper records the
-        final code *before* the status goes out, so a client that scrapes /metrics right after its
-        call sees it. (Not a done-callback: it can run after the client has its status, and grpc
-        aio's context reports neither code nor cancellation there for a cancelled call.)"""
-        if self.metrics is None:
-            return lambda name: None
-        rpc = method.rsplit("/", 1)[-1]
-        counted = False
+    @contextlib.asynccontextmanager
+    async def _outcome(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """Around one handler: an exception becomes its status (`status_for`), and the call's final
+        code is counted in `metrics` *before* the status goes out, so a client that scrapes /metrics
+        right after its call sees it. (Not a done-callback: it can run after the client has its
+        status, and grpc aio's context reports neither code nor cancellation there for a
+        cancelled call.)"""
+        try:
+            yield
+        except grpc.aio.AbortError:
+            self._count(method, _code_name(context))
+            raise
+        except Exception as exc:
+            code, message, details = status_for(exc)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("unexpected error", exc_info=exc)
+            self._count(method, code.name)
+            await context.abort(code, message, trailing_metadata=_trailers(code, message, details))
+        except BaseException:  # asyncio.CancelledError: the caller cancelled or its deadline passed
+            self._count(method, "CANCELLED")
+            raise
+        else:
+            self._count(method, "OK")
 
-        def record(name: str) -> None:
-            nonlocal counted
-            if not counted:
-                counted = True
-                self.metrics.requests.labels(rpc, name).inc()
-
-        return record
+    def _count(self, method: str, code_name: str) -> None:
+        if self.metrics is not None:
+            self.metrics.requests.labels(method.rsplit("/", 1)[-1], code_name).inc()
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -107,40 +110,17 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                record = self._observe(method)
-                try:
+                async with self._outcome(method, context):
                     async for response in inner_stream(request, context):
                         yield response
-                except grpc.aio.AbortError:
-                    record(_code_name(context))
-                    raise
-                except Exception as exc:
-                    await _abort(context, exc, record)
-                except BaseException:  # asyncio.CancelledError: the caller cancelled or its deadline passed
-                    record("CANCELLED")
-                    raise
-                else:
-                    record("OK")
 
             return handler._replace(unary_stream=unary_stream)
         if handler.unary_unary is not None:
             inner_unary = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                record = self._observe(method)
-                try:
-                    response = await inner_unary(request, context)
-                except grpc.aio.AbortError:
-                    record(_code_name(context))
-                    raise
-                except Exception as exc:
-                    await _abort(context, exc, record)
-                except BaseException:  # asyncio.CancelledError: the caller cancelled or its deadline passed
-                    record("CANCELLED")
-                    raise
-                else:
-                    record("OK")
-                    return response
+                async with self._outcome(method, context):
+                    return await inner_unary(request, context)
 
             return handler._replace(unary_unary=unary_unary)
         return handler

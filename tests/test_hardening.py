@@ -315,64 +315,55 @@ def _start_dreamd(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     return proc, line.split()[-1]
 
 
+class _BackgroundRender:
+    """A tiny-model dream on its own thread. `running` is set at the first progress event (or when
+    the call ends early); `outcome` is then the PNG or the DreamError the call ended with."""
+
+    def __init__(self, target: str, side: int, steps: int, timeout: float) -> None:
+        self.running = threading.Event()
+        self.outcome: bytes | DreamError | None = None
+        self.thread = threading.Thread(target=self._run, args=(target, side, steps, timeout))
+        self.thread.start()
+
+    def _run(self, target: str, side: int, steps: int, timeout: float) -> None:
+        try:
+            with DreamClient(target) as c:
+                for ev in c.render_dream(noise=(side, side), model="tiny", octaves=1, steps=steps, timeout=timeout):
+                    if isinstance(ev, pb.Progress):
+                        self.running.set()
+                    elif isinstance(ev, pb.Result):
+                        self.outcome = ev.image.data
+        except DreamError as err:
+            self.outcome = err
+        finally:
+            self.running.set()
+
+
 def test_sigterm_drains_then_stops_with_a_clear_status(tmp_path):
     proc, target = _start_dreamd(tmp_path, "--grace", "3")
-    outcome: dict[str, object] = {}
-
-    started = threading.Event()
-
-    def long_render() -> None:
-        with DreamClient(target) as c:
-            try:
-                for ev in c.render_dream(noise=(512, 512), model="tiny", octaves=1, steps=1000, timeout=120):
-                    if isinstance(ev, pb.Progress):
-                        started.set()
-                outcome["long"] = "finished"
-            except DreamError as err:
-                outcome["long"] = err
-            finally:
-                started.set()
-
-    t = threading.Thread(target=long_render)
-    t.start()
+    long = _BackgroundRender(target, 512, steps=1000, timeout=120)
     # SIGTERM only once the render is running: a fixed sleep raced a slow start on a loaded CI machine.
-    assert started.wait(60)
+    assert long.running.wait(60)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     with DreamClient(target) as c:
         with pytest.raises(DreamError) as err:
             c.dream(noise=(64, 64), model="tiny", timeout=10, **FAST)
     assert err.value.code == grpc.StatusCode.UNAVAILABLE
-    t.join(30)
+    long.thread.join(30)
     assert proc.wait(30) == 0
-    long = outcome["long"]
-    assert isinstance(long, DreamError) and long.code == grpc.StatusCode.UNAVAILABLE
-    assert "shutting down" in long.details
+    assert isinstance(long.outcome, DreamError) and long.outcome.code == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in long.outcome.details
 
 
 def test_sigterm_lets_a_short_render_finish(tmp_path):
     proc, target = _start_dreamd(tmp_path, "--grace", "20")
-    box: dict[str, object] = {}
-
-    started = threading.Event()
-
-    def render() -> None:
-        with DreamClient(target) as c:
-            try:
-                for ev in c.render_dream(noise=(256, 256), model="tiny", octaves=1, steps=150, timeout=60):
-                    started.set()
-                    if isinstance(ev, pb.Result):
-                        box["png"] = ev.image.data
-            finally:
-                started.set()
-
-    t = threading.Thread(target=render)
-    t.start()
-    assert started.wait(60)  # accepted: the drain must let it finish
+    short = _BackgroundRender(target, 256, steps=150, timeout=60)
+    assert short.running.wait(60)  # running: the drain must let it finish
     proc.send_signal(signal.SIGTERM)
-    t.join(60)
+    short.thread.join(60)
     assert proc.wait(60) == 0
-    assert isinstance(box.get("png"), bytes) and box["png"].startswith(b"\x89PNG")
+    assert isinstance(short.outcome, bytes) and short.outcome.startswith(b"\x89PNG")
 
 
 def test_keep_heap_then_release_between_jobs():

@@ -236,11 +236,12 @@ class _Tracker:
         self.on_event(Checkpoint(self.best.float().cpu().numpy().copy(), self.step, self.scale_index))
 
 
-def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float) -> None:
+def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float,
+               history: int) -> None:
     # L-BFGS works on the image in 0-255 units, as neural-style does: its first step has L1 norm
     # lr whatever the scale, and on [0, 1] pixels that step is 255x too bold and can blow up.
     x255 = (x.detach() * 255).requires_grad_(True)
-    opt = torch.optim.LBFGS([x255], lr=lr, max_iter=iterations, max_eval=iterations, history_size=100,
+    opt = torch.optim.LBFGS([x255], lr=lr, max_iter=iterations, max_eval=iterations, history_size=history,
                             tolerance_grad=-1, tolerance_change=-1)
 
     def closure() -> torch.Tensor:
@@ -322,8 +323,11 @@ def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles:
     start = _init_image(s, content, init_image, side) if prev is None else resize_to(prev, tuple(c_shape))
     x = start.to(device).contiguous().requires_grad_(True)
     tracker.new_scale(index)
-    run = _run_lbfgs if s.optimizer == "lbfgs" else _run_adam
-    run(x, _Objective(net, s, targets, device), tracker, s.iterations_at(index, tracker.n_scales), s.effective_lr)
+    objective, iterations = _Objective(net, s, targets, device), s.iterations_at(index, tracker.n_scales)
+    if s.optimizer == "lbfgs":
+        _run_lbfgs(x, objective, tracker, iterations, s.effective_lr, s.lbfgs_history)
+    else:
+        _run_adam(x, objective, tracker, iterations, s.effective_lr)
     tracker.frame()
     assert tracker.best is not None
     return tracker.best

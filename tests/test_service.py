@@ -152,6 +152,7 @@ def test_style_stream_and_bad_input(server, chelsea_bytes):
             (dict(size=0), "size"),
             (dict(size=5000), "size"),
             (dict(style_weights=[-1.0]), "styles[0].weight"),
+            (dict(lbfgs_history=0), "lbfgs_history"),
         ]
         for kwargs, field in cases:
             styles = kwargs.pop("styles", [starry])

@@ -73,6 +73,21 @@ def test_loss_falls_and_result_is_best_checkpoint(net, content, starry, optimize
     assert out.shape[-1] == 64 and tuple(result.image.shape) == (43, 64, 3)
 
 
+def test_lbfgs_history_reaches_the_optimiser(net, content, starry, monkeypatch):
+    seen = []
+    real = torch.optim.LBFGS
+
+    def spy(params, **kw):
+        seen.append(kw["history_size"])
+        return real(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "LBFGS", spy)
+    short = render_style(net, content, [starry], settings=settings(init="noise", iterations=12, lbfgs_history=2))
+    full = render_style(net, content, [starry], settings=settings(init="noise", iterations=12))
+    assert seen == [2, 100]
+    assert not torch.equal(short, full)  # after two pairs the kept curvature differs
+
+
 def test_same_seed_same_picture(net, content, starry):
     s = settings(init="noise", seed=3)
     a = render_style(net, content, [starry], settings=s)

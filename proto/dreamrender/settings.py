@@ -88,6 +88,9 @@ class StyleSettings:
                                   lo=0, hi=100000)
     optimizer: str = _opt("lbfgs", "optimisation method", choices=("lbfgs", "adam"))
     learning_rate: float = _opt(0.0, "learning rate (0: 1.0 for lbfgs, 0.02 for adam)", lo=0.0, hi=1000.0)
+    lbfgs_history: int = _opt(100, "L-BFGS correction pairs kept (each costs two image-sized float32 "
+                                   "vectors; fewer: less memory, a little less progress per iteration)",
+                              lo=1, hi=1000)
     content_weight: float = _opt(1.0, "weight of the content loss", lo=0.0, hi=1e12)
     style_weight: float = _opt(1e-4, "weight of the style loss", lo=0.0, hi=1e12)
     tv_weight: float = _opt(0.0, "weight of the total-variation loss", lo=0.0, hi=1e12)

@@ -172,7 +172,7 @@ class LayerWeight(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RenderStyleRequest(_message.Message):
-    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations")
+    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     STYLES_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +194,7 @@ class RenderStyleRequest(_message.Message):
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     RESULT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     COARSE_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LBFGS_HISTORY_FIELD_NUMBER: _ClassVar[int]
     model: str
     content: Image
     styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
@@ -215,7 +216,8 @@ class RenderStyleRequest(_message.Message):
     preview: PreviewOptions
     result_format: ImageFormat
     coarse_iterations: int
-    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ...) -> None: ...
+    lbfgs_history: int
+    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ..., lbfgs_history: _Optional[int] = ...) -> None: ...
 
 class RenderStyleResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")

@@ -4,7 +4,8 @@
 
 Prints, in one run:
   * the engine's seconds per iteration (L-BFGS and Adam) at each size next to the bare conv-stack
-    forward+backward of the same network and size; their ratio is the engine's waste;
+    forward+backward of the same network and size; their ratio is the engine's waste (L-BFGS is
+    timed once its history is full, as in a long run);
   * time to quality: wall time of a single-scale L-BFGS run of --iters iterations at the largest
     size, and the wall time the multi-scale schedule needs to reach that run's final loss at the
     same size (same model, layers and term weights); their ratio;
@@ -22,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from dreamrender.settings import StyleSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "server" / "assets" / "chelsea.png"
@@ -74,8 +77,8 @@ def _evaluator_sink(model: str, sink, s, content, style):
 
 def measure_engine(model: str, size: int, iters: int, optimizer: str, scales: int = 1,
                    stop_at: float | None = None, every: int = 10, evaluator: bool = False,
-                   coarse_iters: int = 0) -> dict:
-    """Run render_style; per-iteration time (median of steady iterations), final loss, wall time."""
+                   coarse_iters: int = 0, skip: int = 3, history: int = 100) -> dict:
+    """Run render_style; per-iteration time (mean after the first `skip`), final loss, wall time."""
     from dreamrender.models import get_model
     from dreamrender.server.events import Progress
     from dreamrender.server.style import render_style
@@ -92,7 +95,7 @@ def measure_engine(model: str, size: int, iters: int, optimizer: str, scales: in
                 raise _Stop
 
     s = StyleSettings(model=model, size=size, scales=scales, iterations=iters, optimizer=optimizer,
-                      coarse_iterations=coarse_iters, preview=PreviewSettings(every=every))
+                      coarse_iterations=coarse_iters, lbfgs_history=history, preview=PreviewSettings(every=every))
     sink = _evaluator_sink(model, on_event, s, content, style) if evaluator else on_event
     start = time.perf_counter()
     try:
@@ -102,7 +105,8 @@ def measure_engine(model: str, size: int, iters: int, optimizer: str, scales: in
         reached = True
     wall = time.perf_counter() - start
     last = [t for t in stamps if t[3] == stamps[-1][3]]
-    steady = last[3:]  # the first iterations warm caches up
+    # The first iterations warm caches up; L-BFGS's cost grows until its history is full.
+    steady = last[skip:]
     # The mean, not the median: checkpoint work lands on a few iterations and must count.
     per_iter = (steady[-1][1] - steady[0][1]) / (len(steady) - 1) if len(steady) > 1 else float("nan")
     return {"s_per_iter": per_iter, "wall": wall,
@@ -130,7 +134,7 @@ def _run_child(ns: argparse.Namespace) -> None:
     else:
         res = measure_engine(ns.model, ns.size, ns.iters, ns.optimizer, ns.scales,
                              ns.stop_at if ns.stop_at > 0 else None, every=ns.every, evaluator=ns.evaluator,
-                             coarse_iters=ns.coarse_iters)
+                             coarse_iters=ns.coarse_iters, skip=ns.skip, history=ns.lbfgs_history)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(res))
 
@@ -144,6 +148,8 @@ def main() -> None:
     p.add_argument("--scales", type=int, default=3, help="scales of the multi-scale schedule")
     p.add_argument("--coarse-iters", type=int, default=100, help="iterations per coarse scale of the schedule")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--lbfgs-history", type=int, default=StyleSettings.lbfgs_history,
+                   help="L-BFGS history; its s/iter is timed once the history is full")
     p.add_argument("--repeats", type=int, default=3,
                    help="s/iter: each measurement runs this many times, interleaved; the minimum is shown")
     p.add_argument("--malloc", choices=("keep", "default"), default="keep",
@@ -155,17 +161,20 @@ def main() -> None:
     p.add_argument("--stop-at", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--every", type=int, default=10, help=argparse.SUPPRESS)
     p.add_argument("--layer", default="relu5_1", help=argparse.SUPPRESS)
+    p.add_argument("--skip", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--evaluator", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--checkpoints", action="store_true",
                    help="only measure the per-iteration cost of checkpoint scoring (every 10) at each size")
     ns = p.parse_args()
     if ns.child:
         return _run_child(ns)
-    common = ["--model", ns.model, "--threads", str(ns.threads), "--malloc", ns.malloc]
+    common = ["--model", ns.model, "--threads", str(ns.threads), "--malloc", ns.malloc,
+              "--lbfgs-history", str(ns.lbfgs_history)]
     print(f"model {ns.model}, {ns.threads} torch threads")
     if ns.checkpoints:
         return _checkpoint_overhead(ns, common)
-    print(f"glibc heap: {ns.malloc}; s/iter = min over {ns.repeats} interleaved runs of {ns.per_iter_iters} iterations")
+    print(f"glibc heap: {ns.malloc}; s/iter = min over {ns.repeats} interleaved runs of {ns.per_iter_iters} iterations"
+          f" (L-BFGS: after its {ns.lbfgs_history}-pair history has filled)")
     print(f"{'size':>5} {'what':<16} {'s/iter':>8} {'vs cut':>8} {'vs full':>9} {'spread':>7} {'peak RSS MB':>12}")
     for size in ns.sizes:
         _per_iter_table(ns, size, common)
@@ -189,9 +198,12 @@ def _per_iter_table(ns: argparse.Namespace, size: int, common: list[str]) -> Non
     and Adam iterations, each run `repeats` times in turn so that drifts of the machine's speed
     hit all of them alike; the minimum is the least disturbed run."""
     n = str(ns.per_iter_iters)
+    # Each L-BFGS iteration reads the whole history twice; timing it before the history is full
+    # would understate a long run's cost (at 512 px, history 100: +29 ms per iteration).
+    lbfgs = ["--iters", str(ns.per_iter_iters + ns.lbfgs_history), "--skip", str(ns.lbfgs_history)]
     runs = {"bare to relu5_1": ["--child", "bare", "--size", str(size), "--iters", n],
             "bare full stack": ["--child", "bare", "--size", str(size), "--iters", n, "--layer", "pool5"],
-            "engine lbfgs": ["--child", "engine", "--size", str(size), "--iters", n, "--optimizer", "lbfgs",
+            "engine lbfgs": ["--child", "engine", "--size", str(size), *lbfgs, "--optimizer", "lbfgs",
                              "--scales", "1"],
             "engine adam": ["--child", "engine", "--size", str(size), "--iters", n, "--optimizer", "adam",
                             "--scales", "1"]}

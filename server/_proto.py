@@ -33,10 +33,14 @@ def to_responses(event: Event, response_type: type, *, frame_format: str = "jpeg
             chunks = [response_type(result_chunk=pb.ResultChunk(data=data[i:i + chunk_bytes], offset=i,
                                                                  total_size=len(data)))
                       for i in range(0, len(data), chunk_bytes)]
-            return chunks + [response_type(result=pb.Result(image=pb.Image(media_type=media),
-                                                            stats=_stats(event.stats)))]
-        return [response_type(result=pb.Result(image=pb.Image(data=data, media_type=media), stats=_stats(event.stats)))]
+            return chunks + [_result(response_type, b"", media, event.stats)]
+        return [_result(response_type, data, media, event.stats)]
     return [to_response(event, response_type, frame_format=frame_format)]
+
+
+def _result(response_type: type, data: bytes, media: str, stats: RenderStats) -> Any:
+    """The Result message (its image bytes empty when they went out as chunks before it)."""
+    return response_type(result=pb.Result(image=pb.Image(data=data, media_type=media), stats=_stats(stats)))
 
 
 def to_response(event: Event, response_type: type, *, frame_format: str = "jpeg", result_format: str = "png") -> Any:
@@ -59,8 +63,7 @@ def to_response(event: Event, response_type: type, *, frame_format: str = "jpeg"
         return response_type(scores=pb.CheckpointScores(step=event.step, stage_index=event.stage_index,
                                                         values=dict(event.values), evaluator=event.evaluator))
     if isinstance(event, Result):
-        data, media = encode_image(event.image, result_format)
-        return response_type(result=pb.Result(image=pb.Image(data=data, media_type=media), stats=_stats(event.stats)))
+        return _result(response_type, *encode_image(event.image, result_format), event.stats)
     raise TypeError(f"not an event: {event!r}")
 
 

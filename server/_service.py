@@ -97,7 +97,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             return _proto.to_responses(e, response_type, frame_format=frame_format, result_format=result_format)
 
         def run(emit: Callable[[Any], None], cancel: threading.Event) -> None:
-            self._job_started(job, rpc)
+            self._job_started(job)
             body(lambda e: [emit(r) for r in convert(self._observe_event(e, rpc))], cancel)
 
         # Read the peer now: touching the context after the call has ended can crash grpc's aio layer.
@@ -125,7 +125,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                      extra={"job_id": job.id, "rpc": rpc, "peer": peer, "status": status,
                             "duration": round(elapsed, 3)})
 
-    def _job_started(self, job: Job, rpc: str) -> None:
+    def _job_started(self, job: Job) -> None:
         if self.metrics is not None:
             self.metrics.queue_wait.observe(time.monotonic() - job.created)
 

@@ -20,13 +20,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from bench_style import _load
+from bench_style import _load, _Stop
 
 MARKS = (50, 100, 150, 200)
-
-
-class _Stop(Exception):
-    pass
 
 
 def _run(net, content, style, settings, init: torch.Tensor | None = None,

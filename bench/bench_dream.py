@@ -24,13 +24,13 @@ def _child(ns: argparse.Namespace) -> None:
     from PIL import Image
 
     from dreamrender.models import get_model
-    from dreamrender.server import render_dream
-    from dreamrender.server._imaging import resize_to, to_tensor, to_uint8
+    from dreamrender.server.engine import render_dream
+    from dreamrender.server.engine.imaging import resize_to, to_tensor, to_uint8
     from dreamrender.settings import DreamSettings, DreamTerm
 
     torch.set_num_threads(ns.threads)
     if ns.malloc[0] == "keep":  # what dreamd does (server/_memory.py)
-        from dreamrender.server._memory import keep_heap
+        from dreamrender.server.memory import keep_heap
 
         keep_heap()
     net = get_model(ns.model)

@@ -35,7 +35,7 @@ def _load(size: int):
     import torch
     from PIL import Image
 
-    from dreamrender.server._imaging import resize_long_side, to_tensor
+    from dreamrender.server.engine.imaging import resize_long_side, to_tensor
 
     torch.manual_seed(0)
     content = to_tensor(Image.open(CONTENT).convert("RGB"))
@@ -68,7 +68,7 @@ def measure_bare(model: str, size: int, iters: int, layer: str = "relu5_1") -> d
 def _evaluator_sink(model: str, sink, s, content, style):
     """The server's checkpoint scorer (onnxruntime on its own thread), export built beforehand."""
     from dreamrender.models import ModelStore
-    from dreamrender.server._evaluator import Evaluator
+    from dreamrender.server.evaluator import Evaluator
 
     ev = Evaluator(ModelStore(), threads=1)
     ev.scorer(model, [x.layer for x in s.content_layers] + [x.layer for x in s.style_layers])
@@ -80,8 +80,8 @@ def measure_engine(model: str, size: int, iters: int, optimizer: str, scales: in
                    coarse_iters: int = 0, skip: int = 3, history: int = 100) -> dict:
     """Run render_style; per-iteration time (mean after the first `skip`), final loss, wall time."""
     from dreamrender.models import get_model
-    from dreamrender.server.events import Progress
-    from dreamrender.server.style import render_style
+    from dreamrender.server.engine.events import Progress
+    from dreamrender.server.engine.style import render_style
     from dreamrender.settings import PreviewSettings, StyleSettings
 
     net = get_model(model)
@@ -125,7 +125,7 @@ def _run_child(ns: argparse.Namespace) -> None:
 
     torch.set_num_threads(ns.threads)
     if ns.malloc == "keep":  # what dreamd does (server/_memory.py); the same for every measurement
-        from dreamrender.server._memory import keep_heap
+        from dreamrender.server.memory import keep_heap
 
         keep_heap()
     kind = ns.child

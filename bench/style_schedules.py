@@ -28,8 +28,8 @@ MARKS = (50, 100, 150, 200)
 def _run(net, content, style, settings, init: torch.Tensor | None = None,
          stop_at: float | None = None) -> tuple[torch.Tensor | None, list[tuple[float, float]]]:
     """One render_style scale; the result and (seconds, total loss) per iteration."""
-    from dreamrender.server.events import Progress
-    from dreamrender.server.style import render_style
+    from dreamrender.server.engine.events import Progress
+    from dreamrender.server.engine.style import render_style
 
     curve: list[tuple[float, float]] = []
 
@@ -52,14 +52,14 @@ def _bicubic(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _bilinear(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    from dreamrender.server._imaging import resize_to
+    from dreamrender.server.engine.imaging import resize_to
 
     return resize_to(x, tuple(like.shape[-2:]))
 
 
 def _starts(net, content, style, base, coarse_iters: int) -> dict[str, Callable[[], torch.Tensor]]:
     """Ways to make a full-size start from smaller sizes (each returns an image at `base.size`)."""
-    from dreamrender.server._imaging import resize_long_side
+    from dreamrender.server.engine.imaging import resize_long_side
     from dreamrender.settings import StyleLayer
 
     full = resize_long_side(content, base.size)
@@ -105,7 +105,7 @@ def main() -> None:
     ns = p.parse_args()
 
     from dreamrender.models import get_model
-    from dreamrender.server._memory import keep_heap
+    from dreamrender.server.memory import keep_heap
     from dreamrender.settings import PreviewSettings, StyleSettings
 
     keep_heap()

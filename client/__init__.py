@@ -4,11 +4,12 @@
     with DreamClient("localhost:50051") as client:
         png = client.dream("cat.jpg", steps=5, timeout=600)
 
-`LocalScorer` scores images with onnxruntime and numpy only, on an exported model file
-(`dreamctl models export vgg16 -o vgg16.onnx`).
+Modules: `_sdk` (the sync and asyncio clients, request builders), `cli` (`dreamctl`) and
+`scoring` (`LocalScorer`: loss terms with onnxruntime and numpy only, on an exported model file,
+`dreamctl models export vgg16 -o vgg16.onnx`; the server's evaluator uses it too).
 """
-from dreamrender.scoring import Scorer as LocalScorer
-from dreamrender.scoring import StyleTerms
+from .scoring import Scorer as LocalScorer
+from .scoring import StyleTerms
 
 from ._sdk import (AsyncDreamClient, DreamClient, DreamError, dream_request, evaluate_request, final_result,
                    image_message, style_request)

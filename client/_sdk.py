@@ -10,8 +10,8 @@ import grpc
 from grpc_status import rpc_status
 from google.rpc import error_details_pb2
 
-from dreamrender import _wire
-from dreamrender.settings import DreamSettings, PreviewSettings, StyleSettings
+from dreamrender import wire
+from dreamrender.settings import MAX_MESSAGE_MB, DreamSettings, PreviewSettings, StyleSettings
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
@@ -68,7 +68,7 @@ def _preview(preview: dict[str, Any] | None) -> dict[str, Any]:
     if not preview:
         return {}
     msg = pb.PreviewOptions()
-    _wire.fill_request(msg, PreviewSettings, preview, "preview.")
+    wire.fill_request(msg, PreviewSettings, preview, "preview.")
     return {"preview": msg}
 
 
@@ -87,7 +87,7 @@ def dream_request(image: ImageInput | None = None, *, model: str = "", layer: st
         req.terms.add(layer=layer, channels=list(channels))
     for lyr, chans, weight in terms:
         req.terms.add(layer=lyr, channels=list(chans), weight=weight)
-    _wire.fill_request(req, DreamSettings, settings)
+    wire.fill_request(req, DreamSettings, settings)
     return req
 
 
@@ -118,7 +118,7 @@ def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: s
     if init_image is not None:
         req.init_image.CopyFrom(image_message(init_image))
         settings.setdefault("init", "image")
-    _wire.fill_request(req, StyleSettings, settings)
+    wire.fill_request(req, StyleSettings, settings)
     return req
 
 
@@ -131,7 +131,7 @@ def evaluate_request(content: ImageInput, styles: Sequence[ImageInput], candidat
     req = pb.EvaluateRequest(model=model, content=image_message(content),
                              candidates=[image_message(c) for c in candidates])
     _add_styles(req, styles, style_weights, style_scales, content_layers, style_layers)
-    _wire.fill_request(req, StyleSettings, {"content_weight": content_weight, "style_weight": style_weight,
+    wire.fill_request(req, StyleSettings, {"content_weight": content_weight, "style_weight": style_weight,
                                             "tv_weight": tv_weight})
     return req
 
@@ -222,7 +222,7 @@ class _Common:
 
     def __init__(self, target: str | Sequence[str], *, options: Sequence[tuple[str, Any]] = (),
                  credentials: grpc.ChannelCredentials | None = None, metadata: Metadata = (),
-                 max_message_bytes: int = 64 * 1024 * 1024, token: str | None = None, tls: bool = False,
+                 max_message_bytes: int = MAX_MESSAGE_MB << 20, token: str | None = None, tls: bool = False,
                  tls_ca: str | Path | bytes | None = None, tls_cert: str | Path | bytes | None = None,
                  tls_key: str | Path | bytes | None = None, tls_server_name: str | None = None) -> None:
         self.target = channel_target(target)

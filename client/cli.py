@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from dreamrender.settings import DreamSettings, PreviewSettings, StyleSettings, setting_fields
+from dreamrender.settings import (STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, DreamSettings, PreviewSettings,
+                                  StyleSettings, default_of, setting_fields)
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from ._sdk import DreamClient, DreamError
@@ -53,7 +54,16 @@ def _add_preview(p: argparse.ArgumentParser, default: PreviewSettings) -> None:
                    help=f"a preview frame every N steps (default: {default.every})")
     p.add_argument("--preview-size", type=int, default=None, metavar="PX",
                    help=f"longer side of preview frames (default: {default.max_side})")
-    p.add_argument("--frame-format", choices=("jpeg", "png"), default=None, help="preview encoding (default: jpeg)")
+    p.add_argument("--frame-format", choices=("jpeg", "png"), default=None,
+                   help=f"preview encoding (default: {default.format})")
+
+
+def _add_layers(p: argparse.ArgumentParser) -> None:
+    """The loss-layer flags of style and evaluate; their help shows the settings' defaults."""
+    content = " ".join(x.layer for x in default_of(StyleSettings, "content_layers"))
+    style = " ".join(x.layer for x in default_of(StyleSettings, "style_layers"))
+    p.add_argument("--content-layers", nargs="+", default=[], help=f"content layers (default {content})")
+    p.add_argument("--style-layers", nargs="+", default=[], help=f"style layers (default {style})")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,12 +98,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="", help="catalog model (default: the server's)")
     s.add_argument("--style-weights", type=float, nargs="+", default=[], help="blend weight per style")
     s.add_argument("--style-scales", type=float, nargs="+", default=[], help="scale per style")
-    s.add_argument("--content-layers", nargs="+", default=[], help="content layers (default relu4_2)")
-    s.add_argument("--style-layers", nargs="+", default=[], help="style layers (default relu1_1..relu5_1)")
-    s.add_argument("--init", default=None, metavar="content|noise|PATH", help="start image (default: content)")
+    _add_layers(s)
+    s.add_argument("--init", default=None, metavar="content|noise|PATH", help=f"start image (default: {default_of(StyleSettings, 'init')})")
     _add_settings(s, StyleSettings, skip=("init",))
     _add_preview(s, StyleSettings().preview)
 
+    _add_models(sub)
+    _add_evaluate(sub)
+    sub.add_parser("health", help="check the server's health")
+    return p
+
+
+def _add_models(sub: Any) -> None:
     m = sub.add_parser("models", help="list the server's models, or pull weights into the local store")
     msub = m.add_subparsers(dest="models_command")
     pl = msub.add_parser("pull", help="fetch a model's weights into the local store ($DREAMRENDER_MODELS)")
@@ -107,19 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--layers", nargs="+", default=None, help="layers to expose (default: the style layers)")
     ex.add_argument("--models-dir", help="store folder (default $DREAMRENDER_MODELS or ~/.cache/dreamrender/models)")
 
+
+def _add_evaluate(sub: Any) -> None:
     ev = sub.add_parser("evaluate", help="score candidate images: style-transfer loss terms per candidate")
     ev.add_argument("candidates", nargs="+", metavar="IMG", help="images to score")
     ev.add_argument("--content", required=True, help="content image")
     ev.add_argument("--style", action="append", required=True, help="style image (repeatable)")
     ev.add_argument("--style-weights", type=float, nargs="+", default=[], help="blend weight per style")
     ev.add_argument("--model", default="", help="catalog model (default: the server's)")
-    ev.add_argument("--content-layers", nargs="+", default=[], help="content layers (default relu4_2)")
-    ev.add_argument("--style-layers", nargs="+", default=[], help="style layers (default relu1_1..relu5_1)")
+    _add_layers(ev)
     ev.add_argument("--json", action="store_true", help="print a JSON list, one object per candidate")
     ev.add_argument("--local", metavar="MODEL.onnx",
                     help="score here with onnxruntime on this exported model file, without a server or torch")
-    sub.add_parser("health", help="check the server's health")
-    return p
 
 
 class _Reporter:
@@ -246,7 +261,7 @@ def _pull(args: argparse.Namespace) -> int:
         print(f"{name}: {path or 'built-in random weights, nothing to fetch'}")
         if args.onnx:
             from dreamrender.models import get_spec
-            from dreamrender.models._export import COMMON_EXPORTS, export_onnx
+            from dreamrender.models.export import COMMON_EXPORTS, export_onnx
 
             if get_spec(name).supports_style:
                 print(f"{name}: ONNX export {export_onnx(name, list(COMMON_EXPORTS), store=store)}")
@@ -256,10 +271,10 @@ def _pull(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"style_weights": args.style_weights}
     if args.local:
-        from dreamrender.scoring import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, Scorer, StyleTerms
+        from .scoring import Scorer, StyleTerms
 
-        terms = StyleTerms({n: 1.0 for n in args.content_layers or DEFAULT_CONTENT_LAYERS},
-                           {n: 1.0 for n in args.style_layers or DEFAULT_STYLE_LAYERS})
+        terms = StyleTerms({n: 1.0 for n in args.content_layers or STYLE_CONTENT_LAYERS},
+                           {n: 1.0 for n in args.style_layers or STYLE_STYLE_LAYERS})
         rows = Scorer(args.local).style_terms(args.content, args.style, args.candidates, terms=terms, **kwargs)
     else:
         with _client(args) as client:
@@ -283,7 +298,7 @@ def _export(args: argparse.Namespace) -> int:
     import shutil
 
     from dreamrender.models import ModelStore
-    from dreamrender.models._export import COMMON_EXPORTS, export_onnx
+    from dreamrender.models.export import COMMON_EXPORTS, export_onnx
 
     path = export_onnx(args.name, args.layers or list(COMMON_EXPORTS), store=ModelStore(args.models_dir))
     shutil.copyfile(path, args.output)

@@ -6,15 +6,19 @@
 
 Weights live in the store at $DREAMRENDER_MODELS (default ~/.cache/dreamrender/models),
 verified by SHA-256; `pull(name, ModelStore())` (or `dreamctl models pull NAME`) fills it.
+
+Modules: `_catalog` (the registry and its entries), `_nets` (architectures with torchvision keys),
+`_features` (FeatureNet: named layers, early stop), `_store` (the verified weight store),
+`_convert` (weight-file readers), `export` (ONNX exports of the feature nets, cached in the store).
 """
-from ._catalog import (STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, ModelSpec, get_model, get_spec,
-                       is_available, list_specs, pull, register)
+from ._catalog import ModelSpec, get_model, get_spec, is_available, list_specs, pull, register
 from ._features import FeatureNet, LayerSpec, Normalization
 from ._store import ModelStore, WeightSource, WeightsError, default_store_dir, sha256_file
+from .export import COMMON_EXPORTS, export_onnx
 
 __all__ = [
     "ModelSpec", "register", "get_spec", "list_specs", "get_model", "pull", "is_available",
     "FeatureNet", "LayerSpec", "Normalization",
     "ModelStore", "WeightSource", "WeightsError", "default_store_dir", "sha256_file",
-    "STYLE_CONTENT_LAYERS", "STYLE_STYLE_LAYERS",
+    "export_onnx", "COMMON_EXPORTS",
 ]

@@ -10,17 +10,14 @@ import torch
 from torch import nn
 
 from dreamrender.errors import InvalidArgumentError
+from dreamrender.settings import STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS
 
 from . import _nets
 from ._convert import load_state_dict
 from ._features import FeatureNet, LayerSpec, Normalization
 from ._store import ModelStore, WeightsError, WeightSource
 
-__all__ = ["ModelSpec", "register", "get_spec", "list_specs", "get_model", "pull", "is_available",
-           "STYLE_CONTENT_LAYERS", "STYLE_STYLE_LAYERS"]
-
-STYLE_CONTENT_LAYERS = ("relu4_2",)
-STYLE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+__all__ = ["ModelSpec", "register", "get_spec", "list_specs", "get_model", "pull", "is_available"]
 
 CAFFE_NORM = Normalization(mean=(103.939, 116.779, 123.68), scale=255.0, bgr=True)
 TORCHVISION_NORM = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-__all__ = ["WeightSource", "WeightsError", "ModelStore", "default_store_dir", "sha256_file"]
+__all__ = ["WeightSource", "WeightsError", "ModelStore", "default_store_dir", "user_cache_dir", "sha256_file"]
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -60,13 +60,18 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/dreamrender (~/.cache/dreamrender): the per-user home of every cache."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "dreamrender"
+
+
 def default_store_dir() -> Path:
     """$DREAMRENDER_MODELS, else $XDG_CACHE_HOME/dreamrender/models (~/.cache/...)."""
     env = os.environ.get("DREAMRENDER_MODELS")
     if env:
         return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "dreamrender" / "models"
+    return user_cache_dir() / "models"
 
 
 ProgressFn = Callable[[str], None]

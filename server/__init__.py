@@ -1,12 +1,13 @@
 """dreamrender's server: the render engines and `dreamd`.
 
-The engines (`render_dream`, `render_style`) know nothing of gRPC: tensors in, keyword-only
-settings, events out through a callback. `create_server(config)` wires them into a gRPC server.
+- `engine/`: the engines (dream, style, events, imaging, run-time helpers). No gRPC in there.
+- `requests`: every RPC's request -> validated settings and decoded inputs (limits, model store).
+- `servicer`: wires requests to the `scheduler` and engine events to `responses` (the one place
+  events become protobuf); `codec` decodes and encodes image bytes; `evaluator` scores checkpoints
+  with onnxruntime.
+- `app`: `ServerConfig` (dreamd's flags derive from it), `create_server(config)` and `main()`;
+  `_interceptor` (errors -> statuses), `_security`, `_metrics` and `memory` support it.
 """
-from ._common import RenderCancelled, resolve_device
-from .app import ServerConfig, create_server, main, serve
-from .dream import render_dream
-from .events import Accepted, Frame, Progress, Queued, RenderStats, Result
+from .app import Server, ServerConfig, create_server, main, serve
 
-__all__ = ["render_dream", "create_server", "ServerConfig", "serve", "main", "RenderCancelled", "resolve_device",
-           "Accepted", "Queued", "Progress", "Frame", "Result", "RenderStats"]
+__all__ = ["create_server", "Server", "ServerConfig", "serve", "main"]

@@ -8,12 +8,13 @@ from typing import Any, AsyncIterator
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import WeightsError
 
-from ._common import RenderCancelled, ServerShuttingDown
-from ._jobs import QueueFullError
+from .engine.runtime import RenderCancelled, ServerShuttingDown
+from .scheduler import QueueFullError
 
 __all__ = ["ErrorInterceptor", "status_for"]
 
@@ -50,6 +51,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
 
 
 def _trailers(code: grpc.StatusCode, message: str, details: list[Any]) -> tuple[tuple[str, bytes], ...]:
+    """The google.rpc.Status trailer carrying `details`, built by grpcio-status (as grpc's examples do)."""
     if not details:
         return ()
     packed = []
@@ -58,7 +60,7 @@ def _trailers(code: grpc.StatusCode, message: str, details: list[Any]) -> tuple[
         a.Pack(d)
         packed.append(a)
     st = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
-    return (("grpc-status-details-bin", st.SerializeToString()),)
+    return tuple(rpc_status.to_status(st).trailing_metadata)
 
 
 def _code_name(context: grpc.aio.ServicerContext) -> str:

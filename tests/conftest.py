@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamrender.server.app import ServerConfig, create_server, mark_serving
+from dreamrender.server import ServerConfig, create_server
 
 DATA = Path(__file__).parent / "data"
 torch.set_num_threads(2)
@@ -34,9 +34,9 @@ class ServerThread:
 
     async def _start(self) -> None:
         try:
-            self.server, self.port = create_server(self.config)
+            self.server = create_server(self.config)
+            self.port = self.server.port
             await self.server.start()
-            await mark_serving(self.server)
         except BaseException as exc:  # surfaced to the test
             self.error = exc
 
@@ -53,17 +53,10 @@ class ServerThread:
 
     @property
     def scheduler(self):
-        return self.server.dreamrender["scheduler"]
+        return self.server.scheduler
 
     def stop(self) -> None:
-        async def _stop() -> None:
-            await self.server.stop(0)
-            await self.scheduler.close()
-            self.server.dreamrender["evaluator"].close()
-            if self.server.dreamrender["metrics"] is not None:
-                self.server.dreamrender["metrics"].close()
-
-        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(30)
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from dreamrender.models import ModelStore, get_model, get_spec, is_available
-from dreamrender.server import Progress, render_dream
-from dreamrender.server._imaging import resize_long_side, to_tensor
-from dreamrender.server.style import render_style
+from dreamrender.server.engine import Progress, render_dream
+from dreamrender.server.engine.imaging import resize_long_side, to_tensor
+from dreamrender.server.engine.style import render_style
 from dreamrender.settings import DreamSettings, DreamTerm, StyleSettings
 
 from .conftest import DATA
@@ -84,7 +84,7 @@ def test_vgg16_style_loss_falls():
 
 
 def test_vgg16_onnxruntime_agrees_with_torch(tmp_path):
-    from .test_evaluate import compare_engines
+    from .server.test_evaluate import compare_engines
 
     compare_engines(need("vgg16"), STORE, tmp_path)
 

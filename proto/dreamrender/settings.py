@@ -13,7 +13,17 @@ from typing import Any
 from .errors import InvalidArgumentError
 
 __all__ = ["PreviewSettings", "DreamTerm", "DreamSettings", "StyleLayer", "StyleImageSettings",
-           "StyleSettings", "validate", "setting_fields"]
+           "StyleSettings", "validate", "setting_fields", "default_of", "DEFAULT_MODEL", "STYLE_CONTENT_LAYERS",
+           "STYLE_STYLE_LAYERS", "MAX_MESSAGE_MB"]
+
+# The network both render kinds use unless a request (or dreamd's --default-*-model) names another.
+DEFAULT_MODEL = "vgg16"
+# Gatys et al.'s layers, as neural-style uses them: the style defaults, what a model must have to
+# "support style", and what the evaluator's pre-built export exposes.
+STYLE_CONTENT_LAYERS = ("relu4_2",)
+STYLE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+# The largest gRPC message, each way, that dreamd and the SDK accept by default.
+MAX_MESSAGE_MB = 64
 
 
 def _opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
@@ -45,7 +55,7 @@ class DreamTerm:
 class DreamSettings:
     """DeepDream settings. Defaults follow google/deepdream where it has one."""
 
-    model: str = _opt("vgg16", "catalog model (see `dreamctl models`)", cli=False)
+    model: str = _opt(DEFAULT_MODEL, "catalog model (see `dreamctl models`)", cli=False)
     terms: tuple[DreamTerm, ...] = field(default=(), metadata={"help": "objective terms (empty: the model's default layer)"})
     objective: str = _opt("mean_squared", "score of a layer's activations", choices=("mean", "mean_squared"))
     gradient_norm: str = _opt("std", "what the gradient is divided by each step", choices=("std", "mean_abs"))
@@ -80,7 +90,7 @@ class StyleImageSettings:
 class StyleSettings:
     """Gatys et al. style transfer settings."""
 
-    model: str = _opt("vgg16", "catalog model with VGG layer names", cli=False)
+    model: str = _opt(DEFAULT_MODEL, "catalog model with VGG layer names", cli=False)
     size: int = _opt(512, "longer side of the output in pixels", lo=16, hi=16384)
     scales: int = _opt(3, "number of scales, coarse to fine (1: classic single size)", lo=1, hi=8)
     iterations: int = _opt(100, "optimiser iterations per scale", lo=1, hi=100000)
@@ -94,11 +104,10 @@ class StyleSettings:
     content_weight: float = _opt(1.0, "weight of the content loss", lo=0.0, hi=1e12)
     style_weight: float = _opt(1e-4, "weight of the style loss", lo=0.0, hi=1e12)
     tv_weight: float = _opt(0.0, "weight of the total-variation loss", lo=0.0, hi=1e12)
-    content_layers: tuple[StyleLayer, ...] = field(default=(StyleLayer("relu4_2"),),
+    content_layers: tuple[StyleLayer, ...] = field(default=tuple(StyleLayer(n) for n in STYLE_CONTENT_LAYERS),
                                                    metadata={"help": "content layers"})
-    style_layers: tuple[StyleLayer, ...] = field(
-        default=tuple(StyleLayer(n) for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")),
-        metadata={"help": "style layers"})
+    style_layers: tuple[StyleLayer, ...] = field(default=tuple(StyleLayer(n) for n in STYLE_STYLE_LAYERS),
+                                                 metadata={"help": "style layers"})
     styles: tuple[StyleImageSettings, ...] = field(default=(), metadata={"help": "one entry per style image"})
     init: str = _opt("content", "start image", choices=("content", "noise", "image"))
     seed: int = _opt(0, "seed of the noise init and any randomness", lo=0, hi=2**63 - 1)
@@ -117,6 +126,12 @@ class StyleSettings:
         if self.learning_rate > 0:
             return self.learning_rate
         return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of field `name` of dataclass `cls` (so other modules derive theirs from it)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
 
 
 def setting_fields(cls: type) -> list[dataclasses.Field]:

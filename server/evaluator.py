@@ -14,11 +14,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dreamrender.models import ModelStore
-from dreamrender.scoring import Scorer, StyleTargets, StyleTerms
+from dreamrender.client.scoring import Scorer, StyleTargets, StyleTerms
+from dreamrender.models import ModelStore, export_onnx
 from dreamrender.settings import DreamSettings, StyleSettings
 
-from .events import Checkpoint, Event, Result, Scores
+from .engine.events import Checkpoint, Event, Result, Scores
 
 __all__ = ["Evaluator", "CheckpointScorer", "style_terms"]
 
@@ -55,8 +55,6 @@ class Evaluator:
 
     def scorer(self, model: str, layers: Sequence[str]) -> Scorer:
         """The scorer for `model` cut after the deepest of `layers` (exported on first use)."""
-        from dreamrender.models._export import export_onnx
-
         key = (model, tuple(sorted(set(layers))))
         with self._lock:
             if key not in self._scorers:

@@ -1,6 +1,6 @@
 """Loss values of candidate images, computed with onnxruntime and numpy only (no torch).
 
-The same formulas as the torch engines (server/style.py, server/dream.py), on features from an
+The same formulas as the torch engines (server/engine/style.py, dream.py), on features from an
 ONNX export of a catalog network (`dreamctl models export`, or the exports cached in the model
 store). The server's evaluator and the torch-free client both use `Scorer`.
 
@@ -19,12 +19,10 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from .errors import InvalidArgumentError
+from dreamrender.errors import InvalidArgumentError
+from dreamrender.settings import STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, StyleSettings, default_of
 
-__all__ = ["Scorer", "StyleTerms", "StyleTargets", "load_array", "gram", "tv_loss", "DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS"]
-
-DEFAULT_CONTENT_LAYERS = ("relu4_2",)
-DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+__all__ = ["Scorer", "StyleTerms", "StyleTargets", "load_array", "gram", "tv_loss"]
 ArrayInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
 
@@ -71,11 +69,11 @@ def tv_loss(image: np.ndarray) -> float:
 class StyleTerms:
     """Term weights and layers of a style evaluation (the engine's defaults)."""
 
-    content_layers: Mapping[str, float] = field(default_factory=lambda: {n: 1.0 for n in DEFAULT_CONTENT_LAYERS})
-    style_layers: Mapping[str, float] = field(default_factory=lambda: {n: 1.0 for n in DEFAULT_STYLE_LAYERS})
-    content_weight: float = 1.0
-    style_weight: float = 1e-4
-    tv_weight: float = 0.0
+    content_layers: Mapping[str, float] = field(default_factory=lambda: {n: 1.0 for n in STYLE_CONTENT_LAYERS})
+    style_layers: Mapping[str, float] = field(default_factory=lambda: {n: 1.0 for n in STYLE_STYLE_LAYERS})
+    content_weight: float = default_of(StyleSettings, "content_weight")
+    style_weight: float = default_of(StyleSettings, "style_weight")
+    tv_weight: float = default_of(StyleSettings, "tv_weight")
 
 
 @dataclass(frozen=True)

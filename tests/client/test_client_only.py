@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from dreamrender.models import ModelStore
-from dreamrender.models._export import export_onnx
+from dreamrender.models.export import export_onnx
 
-from .conftest import DATA
+from ..conftest import DATA
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

@@ -20,15 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from dreamrender.settings import STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS
+
 from ._catalog import get_model, get_spec
 from ._features import FeatureNet
-from ._store import ModelStore, sha256_file
+from ._store import ModelStore, sha256_file, user_cache_dir
 
 __all__ = ["export_onnx", "export_key", "verify_export", "DEFAULT_OPSET", "COMMON_EXPORTS"]
 
 DEFAULT_OPSET = 17
 # What `dreamctl models pull --onnx` pre-builds: the style layers (which the evaluator needs).
-COMMON_EXPORTS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
+COMMON_EXPORTS = tuple(sorted(STYLE_CONTENT_LAYERS + STYLE_STYLE_LAYERS))
 
 
 class _Export(nn.Module):
@@ -73,7 +75,7 @@ def _export_dir(store: ModelStore) -> Path:
             return d
     except OSError:
         pass
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dreamrender" / "onnx"
+    cache = user_cache_dir() / "onnx"
     cache.mkdir(parents=True, exist_ok=True)
     return cache
 

@@ -1,7 +1,9 @@
 """The gRPC service end to end: a real server on 127.0.0.1:0 and the SDK."""
 from __future__ import annotations
 
+
 import asyncio
+import logging
 import threading
 import time
 
@@ -11,7 +13,7 @@ import pytest
 from dreamrender.client import AsyncDreamClient, DreamClient, DreamError
 from dreamrender.v1 import dreamrender_pb2 as pb
 
-from .conftest import DATA, start_server
+from ..conftest import DATA, start_server
 
 FAST = dict(octaves=2, steps=2)
 
@@ -173,13 +175,20 @@ def test_async_client(server, chelsea_bytes):
     assert models and kinds[0] == "Accepted" and kinds[-1] == "Result"
 
 
-def test_metadata_reaches_the_server(server, chelsea_bytes):
-    seen = threading.Event()
-    # Metadata is passed through on every call; an invalid key is refused by gRPC itself.
-    with DreamClient(server.target, metadata=[("x-request-id", "abc")]) as c:
-        assert c.list_models(metadata=[("x-extra", "1")])
-        seen.set()
-    assert seen.is_set()
+def test_request_id_metadata_reaches_the_server_log(server, chelsea_bytes, caplog):
+    # The caller's x-request-id travels as metadata and the server puts it on the job's log lines
+    # (and the JSON log's request_id field), so a backend can find its call in dreamd's log.
+    caplog.set_level(logging.INFO, logger="dreamrender.server.servicer")
+    with DreamClient(server.target, metadata=[("x-request-id", "abc-123")]) as c:
+        events = list(c.render_dream(chelsea_bytes, metadata=[("x-extra", "1")], timeout=60, **FAST))
+    job_id = next(e.job_id for e in events if isinstance(e, pb.Accepted))
+    mine = [r for r in caplog.records if getattr(r, "job_id", None) == job_id]
+    assert mine and all(getattr(r, "request_id", None) == "abc-123" for r in mine)
+    assert any("x-request-id abc-123" in r.getMessage() for r in mine)
+    with DreamClient(server.target) as c:  # without the header the field is empty
+        events = list(c.render_dream(chelsea_bytes, timeout=60, **FAST))
+    job_id = next(e.job_id for e in events if isinstance(e, pb.Accepted))
+    assert all(getattr(r, "request_id", "") == "" for r in caplog.records if getattr(r, "job_id", None) == job_id)
 
 
 def test_unknown_enum_values(server, chelsea_bytes):

@@ -17,8 +17,8 @@ from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings
 
-from ._common import CancelToken, WorkClock, autocast_for, check_cancel
-from ._imaging import preview_array, resize_long_side, resize_to, to_uint8
+from .runtime import CancelToken, WorkClock, autocast_for, check_cancel
+from .imaging import preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
 __all__ = ["render_style", "gram", "gram_loss", "scale_sides", "check_layers", "preserve_colors"]

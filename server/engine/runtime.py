@@ -1,4 +1,4 @@
-"""Pieces both engines share: cancellation, the progress clock, device choice."""
+"""Run-time pieces both engines share: cancellation, the progress clock, device and autocast choice."""
 from __future__ import annotations
 
 import contextlib

@@ -1,22 +1,18 @@
-"""Image helpers: bytes <-> tensors, resizing. Decoding errors name the request field."""
+"""Encoded images <-> pixels for the service: decoding with limits (errors name the request field),
+and encoding of frames and results."""
 from __future__ import annotations
 
 import io
 import warnings
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from dreamrender.errors import InvalidArgumentError
 
-__all__ = ["decode_image", "encode_image", "to_tensor", "to_uint8", "resize_long_side", "resize_to",
-           "preview_array", "MEDIA_TYPES"]
+__all__ = ["decode_image", "encode_image", "MEDIA_TYPES"]
 
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
-
-
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp",
             "TIFF": "image/tiff", "GIF": "image/gif"}
 _ALLOWED = "PNG, JPEG, WebP, BMP, TIFF or GIF bytes"
@@ -77,17 +73,6 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """(1, 3, H, W) float32 in [0, 1]."""
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8."""
-    arr = x.detach()[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(arr)
-
 
 def encode_image(arr: np.ndarray, fmt: str, *, quality: int = 90) -> tuple[bytes, str]:
     buf = io.BytesIO()
@@ -97,23 +82,3 @@ def encode_image(arr: np.ndarray, fmt: str, *, quality: int = 90) -> tuple[bytes
     else:
         img.save(buf, format="PNG", compress_level=3)
     return buf.getvalue(), MEDIA_TYPES[fmt]
-
-
-def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize; antialiased when shrinking (plain bilinear aliases badly)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-
-
-def resize_long_side(x: torch.Tensor, side: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    scale = side / max(h, w)
-    return resize_to(x, (max(1, round(h * scale)), max(1, round(w * scale))))
-
-
-def preview_array(x: torch.Tensor, max_side: int) -> np.ndarray:
-    if max(x.shape[-2:]) > max_side:
-        x = resize_long_side(x, max_side)
-    return to_uint8(x)

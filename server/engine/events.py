@@ -1,5 +1,5 @@
-"""Render events: one frozen dataclass per kind. `_proto.to_response` is the one place they
-become protobuf; the engines only ever create them."""
+"""Render events: one frozen dataclass per kind. `dreamrender.server.responses` is the one place
+they become protobuf; the engines only ever create them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -15,8 +15,8 @@ from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import FeatureNet, LayerSpec
 from dreamrender.settings import DreamSettings, DreamTerm
 
-from ._common import CancelToken, WorkClock, autocast_for, check_cancel
-from ._imaging import preview_array, resize_to, to_uint8
+from .runtime import CancelToken, WorkClock, autocast_for, check_cancel
+from .imaging import preview_array, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
 __all__ = ["render_dream", "check_terms", "octave_sizes", "tile_spans", "dream_noise"]

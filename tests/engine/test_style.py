@@ -10,12 +10,12 @@ from PIL import Image
 
 from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import get_model
-from dreamrender.server import Frame, Progress, RenderCancelled, Result
-from dreamrender.server._imaging import to_tensor
-from dreamrender.server.style import gram, preserve_colors, render_style, scale_sides
+from dreamrender.server.engine import Frame, Progress, RenderCancelled, Result
+from dreamrender.server.engine.imaging import to_tensor
+from dreamrender.server.engine.style import gram, preserve_colors, render_style, scale_sides
 from dreamrender.settings import PreviewSettings, StyleImageSettings, StyleLayer, StyleSettings
 
-from .conftest import DATA
+from ..conftest import DATA
 
 
 def load(name: str) -> torch.Tensor:
@@ -157,7 +157,7 @@ def test_bad_layer_names_field(net, content, starry):
 
 
 def test_gram_loss_backward_matches_autograd():
-    from dreamrender.server.style import gram_loss
+    from dreamrender.server.engine.style import gram_loss
 
     f = torch.randn(1, 5, 4, 3, dtype=torch.float64, requires_grad=True)
     target = gram(torch.randn(1, 5, 4, 3, dtype=torch.float64)).double()
@@ -167,7 +167,7 @@ def test_gram_loss_backward_matches_autograd():
 
 
 def test_gram_loss_channels_last_matches():
-    from dreamrender.server.style import gram_loss
+    from dreamrender.server.engine.style import gram_loss
 
     f = torch.randn(1, 6, 5, 4, dtype=torch.float64)
     target = gram(torch.randn(1, 6, 5, 4, dtype=torch.float64))
@@ -181,7 +181,7 @@ def test_gram_loss_channels_last_matches():
 
 def test_gram_loss_onednn_path_matches_matmul():
     """float32 channels_last features on the CPU take the 1x1-conv kernels: same values and gradient."""
-    from dreamrender.server.style import _onednn, gram_loss
+    from dreamrender.server.engine.style import _onednn, gram_loss
 
     f = torch.rand(1, 16, 9, 7)
     target = gram(torch.rand(1, 16, 9, 7))

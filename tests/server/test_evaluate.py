@@ -14,14 +14,14 @@ from PIL import Image
 
 from dreamrender.client import DreamClient, DreamError, LocalScorer
 from dreamrender.models import ModelStore, get_model
-from dreamrender.models._export import export_onnx
-from dreamrender.scoring import StyleTerms
-from dreamrender.server._imaging import to_tensor
-from dreamrender.server.style import _Objective, _targets
+from dreamrender.models.export import export_onnx
+from dreamrender.client.scoring import StyleTerms
+from dreamrender.server.engine.imaging import to_tensor
+from dreamrender.server.engine.style import _Objective, _targets
 from dreamrender.settings import StyleImageSettings, StyleSettings
 from dreamrender.v1 import dreamrender_pb2 as pb
 
-from .conftest import DATA
+from ..conftest import DATA
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 

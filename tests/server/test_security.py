@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from dreamrender.client import DreamClient, DreamError
 
-from .conftest import DATA, start_server
+from ..conftest import DATA, start_server
 
 FAST = dict(octaves=1, steps=2)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .conftest import DATA
+from ..conftest import DATA
 
 BIN = Path(sys.executable).parent
 

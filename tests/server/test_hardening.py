@@ -22,11 +22,11 @@ from PIL import Image
 
 from dreamrender.client import DreamClient, DreamError
 from dreamrender.errors import InvalidArgumentError
-from dreamrender.server import _proto
-from dreamrender.server._imaging import decode_image
+from dreamrender.server import requests as request_module
+from dreamrender.server.codec import decode_image
 from dreamrender.v1 import dreamrender_pb2 as pb
 
-from .conftest import DATA, start_server
+from ..conftest import DATA, start_server
 
 FAST = dict(octaves=1, steps=2)
 BIN = Path(sys.executable).parent
@@ -146,7 +146,7 @@ def test_dream_validator_never_crashes(fields, terms):
     for layer, chans, weight in terms:
         req.terms.add(layer=layer, channels=chans, weight=weight)
     try:
-        s = _proto.dream_settings(req, default_model="tiny")
+        s = request_module.dream_settings(req, default_model="tiny")
     except InvalidArgumentError as exc:
         assert exc.field
     else:
@@ -164,7 +164,7 @@ def test_style_validator_never_crashes(fields, styles):
     for w, sc in styles:
         req.styles.add(weight=w, scale=sc)
     try:
-        s = _proto.style_settings(req, default_model="tiny")
+        s = request_module.style_settings(req, default_model="tiny")
     except InvalidArgumentError as exc:
         assert exc.field
     else:
@@ -232,7 +232,7 @@ def test_cancel_and_repeat_keeps_memory_and_threads_flat(server, capsys):
 
 
 def test_out_of_memory_is_resource_exhausted_and_server_goes_on(server, chelsea_bytes, monkeypatch):
-    import dreamrender.server._service as service
+    import dreamrender.server.servicer as service
 
     def boom(*_a, **_k):
         raise MemoryError
@@ -247,7 +247,7 @@ def test_out_of_memory_is_resource_exhausted_and_server_goes_on(server, chelsea_
 
 
 def test_4096_result_arrives_whole_in_chunks(models_dir):
-    srv = start_server(models_dir, max_side=4096, max_message_bytes=4 << 20)
+    srv = start_server(models_dir, max_side=4096, max_message_mb=4)
     try:
         with DreamClient(srv.target, max_message_bytes=4 << 20) as c:
             events = list(c.render_dream(noise=(4096, 4096), octaves=1, steps=1, tile_size=2048, jitter=0,
@@ -265,7 +265,7 @@ def test_4096_result_arrives_whole_in_chunks(models_dir):
 def test_metrics_move_after_a_render(models_dir, chelsea_bytes):
     srv = start_server(models_dir, metrics_port=0)
     try:
-        url = f"http://127.0.0.1:{srv.server.dreamrender['metrics_port']}/metrics"
+        url = f"http://127.0.0.1:{srv.server.metrics_port}/metrics"
         before = urllib.request.urlopen(url, timeout=10).read().decode()
         with DreamClient(srv.target) as c:
             c.dream(chelsea_bytes, timeout=60, **FAST)
@@ -289,7 +289,7 @@ def test_metrics_count_a_cancelled_render_as_cancelled(models_dir):
     srv = start_server(models_dir, metrics_port=0)
     line = 'dreamrender_requests_total{code="CANCELLED",rpc="RenderDream"} 1.0'
     try:
-        url = f"http://127.0.0.1:{srv.server.dreamrender['metrics_port']}/metrics"
+        url = f"http://127.0.0.1:{srv.server.metrics_port}/metrics"
         with DreamClient(srv.target) as c:
             for ev in c.render_dream(noise=(256, 256), model="tiny", octaves=1, steps=500, timeout=60):
                 if isinstance(ev, pb.Progress):
@@ -370,7 +370,7 @@ def test_keep_heap_then_release_between_jobs():
     """dreamd's glibc settings take (on glibc) and the between-jobs release still hands memory back."""
     import ctypes
 
-    from dreamrender.server._memory import keep_heap, release_memory
+    from dreamrender.server.memory import keep_heap, release_memory
 
     try:
         ctypes.CDLL("libc.so.6").mallopt

@@ -9,12 +9,12 @@ from PIL import Image
 
 from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import get_model
-from dreamrender.server import Frame, Progress, RenderCancelled, Result, render_dream
-from dreamrender.server._imaging import to_tensor
-from dreamrender.server.dream import dream_noise, octave_sizes, tile_spans
+from dreamrender.server.engine import Frame, Progress, RenderCancelled, Result, render_dream
+from dreamrender.server.engine.imaging import to_tensor
+from dreamrender.server.engine.dream import dream_noise, octave_sizes, tile_spans
 from dreamrender.settings import DreamSettings, DreamTerm, PreviewSettings
 
-from .conftest import DATA
+from ..conftest import DATA
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import time
 import uuid
 from typing import Any, AsyncIterator, Callable
 
-from ._memory import release_memory
-from .events import Queued
+from .engine.events import Queued
+from .memory import release_memory
 
 __all__ = ["QueueFullError", "Job", "Scheduler"]
 

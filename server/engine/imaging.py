@@ -1,0 +1,41 @@
+"""Tensor image helpers: PIL/arrays <-> tensors, resizing, preview arrays (no bytes, no files)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = ["to_tensor", "to_uint8", "resize_long_side", "resize_to", "preview_array"]
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """(1, 3, H, W) float32 in [0, 1]."""
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    arr = x.detach()[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(arr)
+
+
+def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize; antialiased when shrinking (plain bilinear aliases badly)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def resize_long_side(x: torch.Tensor, side: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    scale = side / max(h, w)
+    return resize_to(x, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def preview_array(x: torch.Tensor, max_side: int) -> np.ndarray:
+    if max(x.shape[-2:]) > max_side:
+        x = resize_long_side(x, max_side)
+    return to_uint8(x)

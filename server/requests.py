@@ -1,0 +1,232 @@
+"""Requests in, validated settings and decoded inputs out: the one place every RPC's request is checked.
+
+Works from the operator's limits and the model store only (not from the servicer), so it is
+unit-tested without a socket. Every problem raises `InvalidArgumentError` naming the request
+field, or `WeightsError` (FAILED_PRECONDITION) when a model's weights are not on this server.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamrender import wire
+from dreamrender.errors import InvalidArgumentError
+from dreamrender.models import ModelSpec, ModelStore, WeightsError, get_spec, is_available, list_specs
+from dreamrender.settings import (DreamSettings, DreamTerm, PreviewSettings, StyleImageSettings, StyleLayer,
+                                  StyleSettings, default_of, validate)
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+from .codec import decode_image
+from .engine.dream import check_terms, dream_noise
+from .engine.imaging import resize_long_side, to_tensor
+from .engine.style import check_layers
+
+__all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "RequestReader", "MAX_CANDIDATES", "result_format",
+           "dream_settings", "style_settings", "evaluate_settings"]
+
+MAX_CANDIDATES = 32
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Operator limits on what a request may ask for (their defaults live in ServerConfig)."""
+
+    max_input_pixels: int  # decoding refused above this (decompression bombs)
+    max_side: int  # longest side of any render's output
+
+
+@dataclass(frozen=True)
+class DreamJob:
+    settings: DreamSettings
+    start: torch.Tensor  # (1, 3, H, W) RGB in [0, 1], already at the render's size
+
+
+@dataclass(frozen=True)
+class StyleJob:
+    settings: StyleSettings
+    content: torch.Tensor
+    styles: tuple[torch.Tensor, ...]
+    init_image: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    settings: StyleSettings
+    content: np.ndarray
+    styles: tuple[np.ndarray, ...]
+    candidates: tuple[np.ndarray, ...]
+
+
+# -- request fields -> settings ------------------------------------------------------------
+
+def _preview(req: Any, default: PreviewSettings) -> PreviewSettings:
+    values = wire.read_request(req.preview, PreviewSettings, "preview.") if req.HasField("preview") else {}
+    return dataclasses.replace(default, **values)
+
+
+def result_format(req: Any) -> str:
+    """The result encoding a request asks for ("png" unless it says JPEG)."""
+    return "jpeg" if req.result_format == pb.IMAGE_FORMAT_JPEG else "png"
+
+
+def dream_settings(req: pb.RenderDreamRequest, *, default_model: str) -> DreamSettings:
+    """Settings from a request; terms are left empty when the request names none."""
+    values = wire.read_request(req, DreamSettings)
+    terms = []
+    for i, t in enumerate(req.terms):
+        if not t.layer:
+            raise InvalidArgumentError(f"terms[{i}].layer", "layer is empty", "a layer name from ListModels")
+        weight = t.weight if t.HasField("weight") else 1.0
+        terms.append(DreamTerm(t.layer, tuple(t.channels), weight))
+    s = DreamSettings(model=req.model or default_model, terms=tuple(terms),
+                      preview=_preview(req, default_of(DreamSettings, "preview")), **values)
+    validate(s)
+    return s
+
+
+def _layer_weights(items: Any, field: str) -> tuple[StyleLayer, ...]:
+    out = []
+    for i, item in enumerate(items):
+        if not item.layer:
+            raise InvalidArgumentError(f"{field}[{i}].layer", "layer is empty", "a layer name from ListModels")
+        out.append(StyleLayer(item.layer, item.weight if item.HasField("weight") else 1.0))
+    return tuple(out)
+
+
+def _style_parts(req: Any, default_model: str) -> dict[str, Any]:
+    """Model, per-style weights/scales and layer lists: what RenderStyle and Evaluate requests share."""
+    return dict(
+        model=req.model or default_model,
+        styles=tuple(StyleImageSettings(s.weight if s.HasField("weight") else 1.0,
+                                        s.scale if s.HasField("scale") else 1.0) for s in req.styles),
+        content_layers=_layer_weights(req.content_layers, "content_layers")
+        or default_of(StyleSettings, "content_layers"),
+        style_layers=_layer_weights(req.style_layers, "style_layers") or default_of(StyleSettings, "style_layers"))
+
+
+def style_settings(req: pb.RenderStyleRequest, *, default_model: str) -> StyleSettings:
+    values = wire.read_request(req, StyleSettings)
+    s = StyleSettings(**_style_parts(req, default_model), preview=_preview(req, default_of(StyleSettings, "preview")),
+                      **values)
+    validate(s)
+    return s
+
+
+def evaluate_settings(req: pb.EvaluateRequest, *, default_model: str) -> StyleSettings:
+    """The StyleSettings an Evaluate request implies (only layers, weights and styles matter)."""
+    values = {k: v for k, v in wire.read_request(req, StyleSettings).items()
+              if k in ("content_weight", "style_weight", "tv_weight")}
+    s = StyleSettings(**_style_parts(req, default_model), **values)
+    validate(s)
+    return s
+
+
+# -- whole requests -----------------------------------------------------------------------
+
+class RequestReader:
+    """Turns each RPC's request into validated settings and decoded inputs."""
+
+    def __init__(self, *, limits: Limits, store: ModelStore, default_dream_model: str,
+                 default_style_model: str) -> None:
+        self.limits = limits
+        self.store = store
+        self.default_dream_model = default_dream_model
+        self.default_style_model = default_style_model
+
+    def image(self, image: pb.Image, field: str) -> torch.Tensor:
+        """A request image decoded to a (1, 3, H, W) tensor, within the pixel limit."""
+        return to_tensor(decode_image(image.data, field, max_pixels=self.limits.max_input_pixels,
+                                      media_type=image.media_type))
+
+    def check_side(self, side: int, field: str) -> None:
+        if side > self.limits.max_side:
+            raise InvalidArgumentError(field, f"{side} px is over the server's limit", f"at most {self.limits.max_side}")
+
+    def available_spec(self, name: str) -> ModelSpec:
+        """The catalog entry `name`, whose weights must be in the store."""
+        spec = get_spec(name)
+        if not is_available(spec, self.store):
+            raise WeightsError(f"weights of {name!r} are not on this server; run: dreamctl models pull {name}")
+        return spec
+
+    def dream(self, req: pb.RenderDreamRequest) -> DreamJob:
+        s = dream_settings(req, default_model=self.default_dream_model)
+        spec = self.available_spec(s.model)
+        if not s.terms:
+            channels = tuple(spec.extra.get("default_dream_channels", ()))
+            s = dataclasses.replace(s, terms=(DreamTerm(spec.default_dream_layer, channels),))
+        check_terms(spec.name, {layer.name: layer for layer in spec.layers}, s.terms)
+        return DreamJob(s, self._dream_start(req, s.size, spec.min_side))
+
+    def _dream_start(self, req: pb.RenderDreamRequest, size: int, min_side: int) -> torch.Tensor:
+        which = req.WhichOneof("start")
+        if which is None:
+            raise InvalidArgumentError("start", "neither image nor noise given", "image or noise")
+        if which == "noise":
+            w, h = req.noise.width, req.noise.height
+            for field, v in (("noise.width", w), ("noise.height", h)):
+                if not min_side <= v <= self.limits.max_side:
+                    raise InvalidArgumentError(field, f"{v} is out of range", f"{min_side} to {self.limits.max_side}")
+            start = dream_noise(w, h, req.seed)
+        else:
+            start = self.image(req.image, "image")
+        if size:
+            self.check_side(size, "size")
+            start = resize_long_side(start, size)
+        self.check_side(max(start.shape[-2:]), "image" if which == "image" and not size else "size")
+        if min(start.shape[-2:]) < min_side:
+            raise InvalidArgumentError("size" if size else which, f"shorter side {min(start.shape[-2:])} px is too small",
+                                       f"at least {min_side} px")
+        return start
+
+    def _content_and_styles(self, req: Any, s: StyleSettings) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The decoded content and style images of a RenderStyle or Evaluate request, checked."""
+        if not req.HasField("content"):
+            raise InvalidArgumentError("content", "no content image", "an encoded image")
+        if not req.styles:
+            raise InvalidArgumentError("styles", "no style image", "at least one style image")
+        if sum(st.weight for st in s.styles) <= 0:
+            raise InvalidArgumentError("styles[0].weight", "style weights sum to 0", "weights >= 0 with a positive sum")
+        content = self.image(req.content, "content")
+        return content, tuple(self.image(st.image, f"styles[{i}].image") for i, st in enumerate(req.styles))
+
+    def style(self, req: pb.RenderStyleRequest) -> StyleJob:
+        """Everything a style render needs, checked."""
+        s = style_settings(req, default_model=self.default_style_model)
+        spec = self.available_spec(s.model)
+        check_layers(spec.name, spec.layer_names, s)
+        self.check_side(s.size, "size")
+        content, styles = self._content_and_styles(req, s)
+        init = None
+        if s.init == "image":
+            if not req.HasField("init_image"):
+                raise InvalidArgumentError("init_image", "init is IMAGE but no init_image given", "an encoded image")
+            init = self.image(req.init_image, "init_image")
+        return StyleJob(s, content, styles, init)
+
+    def evaluate(self, req: pb.EvaluateRequest) -> EvaluateJob:
+        """An Evaluate request's settings and images (candidates within the model's and server's sizes)."""
+        s = evaluate_settings(req, default_model=self.default_style_model)
+        spec = self.available_spec(s.model)
+        if not spec.supports_style and not req.content_layers and not req.style_layers:
+            raise InvalidArgumentError("model", f"{spec.name} lacks the default style layers",
+                                       [x.name for x in list_specs() if x.supports_style])
+        check_layers(spec.name, spec.layer_names, s)
+        if not req.candidates:
+            raise InvalidArgumentError("candidates", "no candidate images", f"1 to {MAX_CANDIDATES} images")
+        if len(req.candidates) > MAX_CANDIDATES:
+            raise InvalidArgumentError("candidates", f"{len(req.candidates)} candidates", f"at most {MAX_CANDIDATES}")
+        content, styles = self._content_and_styles(req, s)
+        cands = []
+        for i, c in enumerate(req.candidates):
+            arr = self.image(c, f"candidates[{i}]").numpy()
+            if min(arr.shape[-2:]) < spec.min_side:
+                raise InvalidArgumentError(f"candidates[{i}]", f"shorter side {min(arr.shape[-2:])} px is too small",
+                                           f"at least {spec.min_side} px")
+            self.check_side(max(arr.shape[-2:]), f"candidates[{i}]")
+            cands.append(arr)
+        return EvaluateJob(s, content.numpy(), tuple(x.numpy() for x in styles), tuple(cands))

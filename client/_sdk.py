@@ -110,11 +110,19 @@ def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: s
                   style_weights: Sequence[float] = (), style_scales: Sequence[float] = (),
                   content_layers: Sequence[str] = (), style_layers: Sequence[str] = (),
                   init_image: ImageInput | None = None, preview: dict[str, Any] | None = None,
-                  result_format: str = "png", **settings: Any) -> pb.RenderStyleRequest:
-    """Build a RenderStyleRequest; `settings` are StyleSettings field names."""
+                  presets: Sequence[int | tuple[int, float]] = (), result_format: str = "png",
+                  **settings: Any) -> pb.RenderStyleRequest:
+    """Build a RenderStyleRequest; `settings` are StyleSettings field names.
+
+    `presets` are indices of the 26-style feed-forward network, or (index, weight) pairs; they
+    imply `method="feed_forward"` and take the place of style images.
+    """
     req = pb.RenderStyleRequest(model=model, content=image_message(content),
                                 result_format=_result_format(result_format), **_preview(preview))
     _add_styles(req, styles, style_weights, style_scales, content_layers, style_layers)
+    for p in presets:
+        index, weight = (p, 1.0) if isinstance(p, int) else p
+        req.presets.add(index=index, weight=weight)
     if init_image is not None:
         req.init_image.CopyFrom(image_message(init_image))
         settings.setdefault("init", "image")

@@ -14,15 +14,36 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dreamrender.settings import (STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, DreamSettings, PreviewSettings,
-                                  StyleSettings, default_of, setting_fields)
+                                  StyleSettings, choices_of, default_of, setting_fields)
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from ._sdk import DreamClient, DreamError
+from ._sheet import add_sheet_parser, render_sheet
 
 __all__ = ["main"]
 
+_STYLE_EXAMPLES = """examples:
+  dreamctl style photo.jpg starry.jpg -o out.png                          # Gatys, L-BFGS
+  dreamctl style photo.jpg starry.jpg --method feed-forward --strength 0.8 -o out.png   # well under a second
+  dreamctl style photo.jpg --preset 7 --preset 12:0.5 -o out.png          # the 26-style network
+  dreamctl style photo.jpg starry.jpg --init feed-forward -o out.png      # Gatys from a painted start
+"""
+
 # Short names the issue asked for, beside the derived ones.
 _ALIASES = {"tile_size": ["--tile"], "learning_rate": ["--lr"], "optimizer": ["--optimiser"]}
+
+
+def _choice(value: str) -> str:
+    return value.replace("-", "_")
+
+
+def _preset(value: str) -> tuple[int, float]:
+    """`N` or `N:W` (a preset of the 26-style network and its blend weight)."""
+    index, _, weight = value.partition(":")
+    try:
+        return int(index), float(weight) if weight else 1.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not N or N:W (e.g. 7 or 12:0.5)") from None
 
 
 def _flag(name: str) -> str:
@@ -40,7 +61,8 @@ def _add_settings(p: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] 
         if isinstance(f.default, bool):
             kw["action"] = "store_true"
         elif f.metadata.get("choices"):
-            kw["choices"] = f.metadata["choices"]
+            # Values may be written with hyphens, as flags are: --method feed-forward.
+            kw["choices"], kw["type"] = f.metadata["choices"], _choice
         else:
             kw["type"] = type(f.default)
         p.add_argument(_flag(f.name), *_ALIASES.get(f.name, []), **kw)
@@ -91,20 +113,27 @@ def _parser() -> argparse.ArgumentParser:
     _add_settings(d, DreamSettings)
     _add_preview(d, DreamSettings().preview)
 
-    s = sub.add_parser("style", help="render a style transfer")
+    s = sub.add_parser("style", help="render a style transfer", epilog=_STYLE_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("content", help="content image")
-    s.add_argument("styles", nargs="+", help="style image(s)")
+    s.add_argument("styles", nargs="*", help="style image(s) (none with --preset)")
+    s.add_argument("--preset", dest="presets", type=_preset, action="append", default=[], metavar="N[:W]",
+                   help="a style of the 26-style feed-forward network, 0-25, with an optional blend weight "
+                        "(repeatable; implies --method feed-forward; `dreamctl presets PHOTO` shows them all)")
     s.add_argument("-o", "--output", required=True, help="where to write the result")
     s.add_argument("--model", default="", help="catalog model (default: the server's)")
     s.add_argument("--style-weights", type=float, nargs="+", default=[], help="blend weight per style")
     s.add_argument("--style-scales", type=float, nargs="+", default=[], help="scale per style")
     _add_layers(s)
-    s.add_argument("--init", default=None, metavar="content|noise|PATH", help=f"start image (default: {default_of(StyleSettings, 'init')})")
+    s.add_argument("--init", default=None, metavar="content|noise|feed-forward|PATH",
+                   help=f"start image (default: {default_of(StyleSettings, 'init')}; feed-forward: the feed-forward "
+                        "painting of the same styles, so the first frame is already a painting)")
     _add_settings(s, StyleSettings, skip=("init",))
     _add_preview(s, StyleSettings().preview)
 
     _add_models(sub)
     _add_evaluate(sub)
+    add_sheet_parser(sub)
     sub.add_parser("health", help="check the server's health")
     return p
 
@@ -225,11 +254,15 @@ def _dream(client: DreamClient, args: argparse.Namespace) -> int:
 def _style(client: DreamClient, args: argparse.Namespace) -> int:
     kwargs = _settings_kwargs(args, StyleSettings)
     init_image = None
-    if args.init in ("content", "noise"):
-        kwargs["init"] = args.init
+    choices = choices_of(StyleSettings, "init")
+    if args.init and _choice(args.init) in choices and _choice(args.init) != "image":
+        kwargs["init"] = _choice(args.init)
     elif args.init:
         init_image = args.init
+    if not args.styles and not args.presets:
+        raise SystemExit("dreamctl: style needs style images or --preset N")
     events = client.render_style(args.content, args.styles, model=args.model, style_weights=args.style_weights,
+                                 presets=args.presets,
                                  style_scales=args.style_scales, content_layers=args.content_layers,
                                  style_layers=args.style_layers, init_image=init_image,
                                  preview=_preview_opts(args), timeout=args.timeout, **kwargs)
@@ -239,8 +272,12 @@ def _style(client: DreamClient, args: argparse.Namespace) -> int:
 def _models(client: DreamClient, args: argparse.Namespace) -> int:
     for m in client.list_models(timeout=args.timeout or 30):
         state = "available" if m.available else "not pulled"
-        style = ", style" if m.supports_style else ""
-        print(f"{m.name:14s} {state:10s} dream layer {m.default_dream_layer}{style} - {m.description}")
+        if m.kind == "feed_forward":
+            presets = f", presets {m.presets[0].index}-{m.presets[-1].index}" if m.presets else ""
+            print(f"{m.name:20s} {state:10s} feed-forward{presets}: {m.description}")
+            continue
+        uses = "dream" + (" and style" if m.supports_style else "")
+        print(f"{m.name:20s} {state:10s} {uses}, dream layer {m.default_dream_layer}: {m.description}")
         print("    layers: " + " ".join(f"{layer.name}({layer.channels})" for layer in m.layers))
     return 0
 
@@ -331,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _style(client, args)
             if args.command == "models":
                 return _models(client, args)
+            if args.command == "presets":
+                return render_sheet(client, args)
             status = client.health(timeout=args.timeout or 10)
             print(status)
             return 0 if status == "SERVING" else 1

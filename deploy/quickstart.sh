@@ -27,7 +27,7 @@ step "install torch ($TORCH_SPEC) and dreamrender[server,test,deploy]"
 "$PY" -m pip install -q --disable-pip-version-check -e '.[server,test,deploy]'
 
 step "model weights into $DREAMRENDER_MODELS"
-"$VENV/bin/dreamctl" models pull vgg16 mobilenet_v2
+"$VENV/bin/dreamctl" models pull vgg16 mobilenet_v2 multistyle26 arbitrary_predict arbitrary_transform
 
 step "start dreamd"
 mkdir -p "$OUT"
@@ -51,4 +51,9 @@ step "style transfer: the sample photo in the manner of The Starry Night (vgg16)
 "$VENV/bin/dreamctl" --server "$SERVER" style server/assets/chelsea.png server/assets/starry_night.jpg \
   -o "$OUT/style_chelsea_starry.png" --size "${DEMO_STYLE_SIZE:-384}" --frames "$OUT/style_frames"
 
-printf '\nDone. Pictures:\n  %s\n  %s\n' "$(realpath "$OUT/dream_chelsea.png")" "$(realpath "$OUT/style_chelsea_starry.png")"
+step "feed-forward style: the same painting in one pass of Magenta's arbitrary-style network"
+"$VENV/bin/dreamctl" --server "$SERVER" style server/assets/chelsea.png server/assets/starry_night.jpg \
+  --method feed-forward --size 512 -o "$OUT/feedforward_chelsea_starry.png"
+
+printf '\nDone. Pictures:\n  %s\n  %s\n  %s\n' "$(realpath "$OUT/dream_chelsea.png")" \
+  "$(realpath "$OUT/style_chelsea_starry.png")" "$(realpath "$OUT/feedforward_chelsea_starry.png")"

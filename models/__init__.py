@@ -11,13 +11,15 @@ Modules: `_catalog` (the registry and its entries), `_nets` (architectures with 
 `_features` (FeatureNet: named layers, early stop), `_store` (the verified weight store),
 `_convert` (weight-file readers), `export` (ONNX exports of the feature nets, cached in the store).
 """
-from ._catalog import ModelSpec, get_model, get_spec, is_available, list_specs, pull, register
+from ._catalog import (FEED_FORWARD_MODELS, ModelSpec, get_model, get_spec, is_available, list_specs, pull, register,
+                       weights_path)
 from ._features import FeatureNet, LayerSpec, Normalization
 from ._store import ModelStore, WeightSource, WeightsError, default_store_dir, sha256_file
 from .export import COMMON_EXPORTS, export_onnx
 
 __all__ = [
-    "ModelSpec", "register", "get_spec", "list_specs", "get_model", "pull", "is_available",
+    "ModelSpec", "register", "get_spec", "list_specs", "get_model", "pull", "is_available", "weights_path",
+    "FEED_FORWARD_MODELS",
     "FeatureNet", "LayerSpec", "Normalization",
     "ModelStore", "WeightSource", "WeightsError", "default_store_dir", "sha256_file",
     "export_onnx", "COMMON_EXPORTS",

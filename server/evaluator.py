@@ -79,6 +79,8 @@ class Evaluator:
 
     def style_sink(self, sink: Callable[[Event], None], s: StyleSettings, content: np.ndarray,
                    styles: Sequence[np.ndarray]) -> Callable[[Event], None]:
+        if not styles:  # feed-forward presets: no style image to score against
+            return _drop_checkpoints(sink)
         terms = style_terms(s)
         targets: dict[tuple[int, int], StyleTargets] = {}
 
@@ -91,6 +93,11 @@ class Evaluator:
             return scorer.candidate_terms(image, targets[hw])  # type: ignore[index]
 
         return CheckpointScorer(self, sink, score) if self.enabled else _drop_checkpoints(sink)
+
+    @staticmethod
+    def unscored(sink: Callable[[Event], None]) -> Callable[[Event], None]:
+        """A sink that drops Checkpoint events (no scores)."""
+        return _drop_checkpoints(sink)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -15,9 +15,10 @@ import torch
 
 from dreamrender import wire
 from dreamrender.errors import InvalidArgumentError
-from dreamrender.models import ModelSpec, ModelStore, WeightsError, get_spec, is_available, list_specs
-from dreamrender.settings import (DreamSettings, DreamTerm, PreviewSettings, StyleImageSettings, StyleLayer,
-                                  StyleSettings, default_of, validate)
+from dreamrender.models import (FEED_FORWARD_MODELS, ModelSpec, ModelStore, WeightsError, get_spec, is_available,
+                               list_specs)
+from dreamrender.settings import (DreamSettings, DreamTerm, PresetWeight, PreviewSettings, StyleImageSettings,
+                                  StyleLayer, StyleSettings, default_of, validate)
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from .codec import decode_image
@@ -109,9 +110,13 @@ def _style_parts(req: Any, default_model: str) -> dict[str, Any]:
 
 
 def style_settings(req: pb.RenderStyleRequest, *, default_model: str) -> StyleSettings:
+    """Settings from a request; presets without an explicit method mean feed-forward."""
     values = wire.read_request(req, StyleSettings)
+    presets = tuple(PresetWeight(p.index, p.weight if p.HasField("weight") else 1.0) for p in req.presets)
+    if presets and "method" not in values:
+        values["method"] = "feed_forward"
     s = StyleSettings(**_style_parts(req, default_model), preview=_preview(req, default_of(StyleSettings, "preview")),
-                      **values)
+                      presets=presets, **values)
     validate(s)
     return s
 
@@ -146,12 +151,24 @@ class RequestReader:
         if side > self.limits.max_side:
             raise InvalidArgumentError(field, f"{side} px is over the server's limit", f"at most {self.limits.max_side}")
 
-    def available_spec(self, name: str) -> ModelSpec:
-        """The catalog entry `name`, whose weights must be in the store."""
+    def available_spec(self, name: str, *, kind: str = "features") -> ModelSpec:
+        """The catalog entry `name` of `kind`, whose weights must be in the store."""
         spec = get_spec(name)
+        if spec.kind != kind:
+            raise InvalidArgumentError("model", f"{name} is a {spec.kind} network",
+                                       [x.name for x in list_specs() if x.kind == kind])
         if not is_available(spec, self.store):
             raise WeightsError(f"weights of {name!r} are not on this server; run: dreamctl models pull {name}")
         return spec
+
+    def feed_forward_specs(self, which: str) -> list[ModelSpec]:
+        """The feed-forward networks `which` ("arbitrary" or "presets") needs, all in the store."""
+        names = FEED_FORWARD_MODELS[which]
+        missing = [n for n in names if not is_available(get_spec(n), self.store)]
+        if missing:
+            raise WeightsError(f"feed-forward networks {', '.join(missing)} are not on this server; "
+                               f"run: dreamctl models pull {' '.join(missing)}")
+        return [get_spec(n) for n in names]
 
     def dream(self, req: pb.RenderDreamRequest) -> DreamJob:
         s = dream_settings(req, default_model=self.default_dream_model)
@@ -188,7 +205,9 @@ class RequestReader:
         if not req.HasField("content"):
             raise InvalidArgumentError("content", "no content image", "an encoded image")
         if not req.styles:
-            raise InvalidArgumentError("styles", "no style image", "at least one style image")
+            if s.presets:  # feed-forward presets: the content alone
+                return self.image(req.content, "content"), ()
+            raise InvalidArgumentError("styles", "no style image", "at least one style image (or presets)")
         if sum(st.weight for st in s.styles) <= 0:
             raise InvalidArgumentError("styles[0].weight", "style weights sum to 0", "weights >= 0 with a positive sum")
         content = self.image(req.content, "content")
@@ -197,8 +216,15 @@ class RequestReader:
     def style(self, req: pb.RenderStyleRequest) -> StyleJob:
         """Everything a style render needs, checked."""
         s = style_settings(req, default_model=self.default_style_model)
-        spec = self.available_spec(s.model)
-        check_layers(spec.name, spec.layer_names, s)
+        if s.method == "feed_forward":
+            self._check_feed_forward(req, s)
+        else:
+            spec = self.available_spec(s.model)
+            check_layers(spec.name, spec.layer_names, s)
+            if s.presets:
+                raise InvalidArgumentError("presets", "presets are feed-forward styles", "method feed_forward")
+            if s.init == "feed_forward":
+                self.feed_forward_specs("arbitrary")
         self.check_side(s.size, "size")
         content, styles = self._content_and_styles(req, s)
         init = None
@@ -207,6 +233,22 @@ class RequestReader:
                 raise InvalidArgumentError("init_image", "init is IMAGE but no init_image given", "an encoded image")
             init = self.image(req.init_image, "init_image")
         return StyleJob(s, content, styles, init)
+
+    def _check_feed_forward(self, req: pb.RenderStyleRequest, s: StyleSettings) -> None:
+        if s.presets and req.styles:
+            raise InvalidArgumentError("presets", "presets together with style images", "presets or style images")
+        if not s.presets and not req.styles:
+            raise InvalidArgumentError("styles", "no style image and no preset", "style images or presets")
+        specs = self.feed_forward_specs("presets" if s.presets else "arbitrary")
+        count = specs[0].presets
+        for i, p in enumerate(s.presets):
+            if not 0 <= p.index < count:
+                raise InvalidArgumentError(f"presets[{i}].index", f"preset {p.index} does not exist",
+                                           f"0 to {count - 1}")
+        if s.presets and sum(p.weight for p in s.presets) <= 0:
+            raise InvalidArgumentError("presets", "preset weights sum to 0", "weights >= 0 with a positive sum")
+        if s.init == "feed_forward":
+            raise InvalidArgumentError("init", "feed_forward is an init of the optimiser", "method optimize")
 
     def evaluate(self, req: pb.EvaluateRequest) -> EvaluateJob:
         """An Evaluate request's settings and images (candidates within the model's and server's sizes)."""

@@ -9,11 +9,14 @@ from typing import Any, AsyncIterator, Callable
 
 import torch
 
-from dreamrender.models import FeatureNet, ModelStore, get_model, is_available, list_specs
+from dreamrender.models import (FEED_FORWARD_MODELS, FeatureNet, ModelStore, get_model, get_spec, is_available,
+                               list_specs, weights_path)
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
 from .engine import render_dream, render_style
+from .engine.feedforward import FeedForwardNets, feed_forward_image, free_size_model, onnx_session, render_feed_forward
+from .engine.style import first_scale_side
 from .engine.events import Accepted, Event, Progress
 from .evaluator import Evaluator, style_terms
 from .requests import RequestReader, result_format
@@ -34,7 +37,24 @@ class ModelCache:
         self.store = store
         self.device = device
         self._nets: dict[str, FeatureNet] = {}
+        self._feed_forward: dict[str, FeedForwardNets] = {}
         self._lock = threading.Lock()
+
+    def feed_forward(self, which: str) -> FeedForwardNets:
+        """onnxruntime sessions of the feed-forward networks `which` needs ("arbitrary" or "presets")."""
+        with self._lock:
+            if which not in self._feed_forward:
+                started = time.perf_counter()
+                names = FEED_FORWARD_MODELS[which]
+                files = [weights_path(n, self.store).read_bytes() for n in names]
+                if which == "arbitrary":
+                    nets = FeedForwardNets(predict=onnx_session(files[0]),
+                                           transform=onnx_session(free_size_model(files[1])))
+                else:
+                    nets = FeedForwardNets(multistyle=onnx_session(files[0]), presets=get_spec(names[0]).presets)
+                self._feed_forward[which] = nets
+                log.info("loaded feed-forward %s (%s) in %.2f s", which, ", ".join(names), time.perf_counter() - started)
+            return self._feed_forward[which]
 
     def get(self, name: str) -> FeatureNet:
         with self._lock:
@@ -112,11 +132,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         return event
 
     def _render(self, request: Any, context: Any, settings: Any, response_type: type, rpc: str,
-                engine: Callable[[FeatureNet, Callable[[Event], None], threading.Event], None]) -> AsyncIterator[Any]:
-        """Queue one render: `engine(net, sink, cancel)` runs in the worker with the settings' model."""
-        def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
-            engine(self.cache.get(settings.model), sink, cancel)
-
+                body: Callable[[Callable[[Event], None], threading.Event], None]) -> AsyncIterator[Any]:
         return self._stream(body, response_type, context, frame_format=settings.preview.format,
                             result_format=result_format(request), rpc=rpc)
 
@@ -124,22 +140,37 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     async def RenderDream(self, request: pb.RenderDreamRequest, context: Any) -> AsyncIterator[pb.RenderDreamResponse]:
         job = self.requests.dream(request)
 
-        def engine(net: FeatureNet, sink: Callable[[Event], None], cancel: threading.Event) -> None:
-            render_dream(net, job.start, settings=job.settings, on_event=self.evaluator.dream_sink(sink, job.settings),
-                         cancel=cancel, device=self.cache.device)
+        def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
+            render_dream(self.cache.get(job.settings.model), job.start, settings=job.settings,
+                         on_event=self.evaluator.dream_sink(sink, job.settings), cancel=cancel, device=self.cache.device)
 
-        async for r in self._render(request, context, job.settings, pb.RenderDreamResponse, "RenderDream", engine):
+        async for r in self._render(request, context, job.settings, pb.RenderDreamResponse, "RenderDream", body):
             yield r
 
     async def RenderStyle(self, request: pb.RenderStyleRequest, context: Any) -> AsyncIterator[pb.RenderStyleResponse]:
         job = self.requests.style(request)
+        s = job.settings
 
-        def engine(net: FeatureNet, sink: Callable[[Event], None], cancel: threading.Event) -> None:
-            scored = self.evaluator.style_sink(sink, job.settings, job.content.numpy(), [x.numpy() for x in job.styles])
-            render_style(net, job.content, job.styles, settings=job.settings, init_image=job.init_image,
-                         on_event=scored, cancel=cancel, device=self.cache.device)
+        def scored(sink: Callable[[Event], None]) -> Callable[[Event], None]:
+            return self.evaluator.style_sink(sink, s, job.content.numpy(), [x.numpy() for x in job.styles])
 
-        async for r in self._render(request, context, job.settings, pb.RenderStyleResponse, "RenderStyle", engine):
+        def optimize(sink: Callable[[Event], None], cancel: threading.Event) -> None:
+            net = self.cache.get(s.model)
+            init = job.init_image
+            if s.init == "feed_forward":  # made here, in the worker: the job's first second is its painting
+                init = feed_forward_image(self.cache.feed_forward("arbitrary"), job.content, job.styles, s,
+                                          first_scale_side(s, net))
+            render_style(net, job.content, job.styles, settings=s, init_image=init, on_event=scored(sink),
+                         cancel=cancel, device=self.cache.device)
+
+        def feed_forward(sink: Callable[[Event], None], cancel: threading.Event) -> None:
+            nets = self.cache.feed_forward("presets" if s.presets else "arbitrary")
+            # Scoring costs about ten times the painting, so feed-forward results are scored on request only.
+            events = scored(sink) if s.feed_forward_scores else self.evaluator.unscored(sink)
+            render_feed_forward(nets, job.content, job.styles, settings=s, on_event=events, cancel=cancel)
+
+        body = feed_forward if s.method == "feed_forward" else optimize
+        async for r in self._render(request, context, s, pb.RenderStyleResponse, "RenderStyle", body):
             yield r
 
     async def Evaluate(self, request: pb.EvaluateRequest, context: Any) -> pb.EvaluateResponse:
@@ -163,5 +194,6 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             models.append(pb.ModelInfo(
                 name=spec.name, description=spec.description, available=is_available(spec, self.cache.store),
                 layers=[pb.LayerInfo(name=layer.name, channels=layer.channels) for layer in spec.layers],
-                default_dream_layer=spec.default_dream_layer, supports_style=spec.supports_style))
+                default_dream_layer=spec.default_dream_layer, supports_style=spec.supports_style, kind=spec.kind,
+                presets=[pb.PresetInfo(index=i, name=f"preset {i}") for i in range(spec.presets)]))
         return pb.ListModelsResponse(models=models)

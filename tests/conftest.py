@@ -63,7 +63,12 @@ class ServerThread:
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("models")
+    """A model store with the tiny feed-forward stand-ins (the tiny feature net needs no file)."""
+    from ._tiny_ff import write_tiny_feed_forward
+
+    root = tmp_path_factory.mktemp("models")
+    write_tiny_feed_forward(root)
+    return root
 
 
 def start_server(models_dir: Path, **overrides) -> ServerThread:

@@ -119,3 +119,28 @@ def test_dreamctl_evaluate_ranks_a_real_render(tmp_path):
     rendered, photo, noisy = json.loads(r.stdout)
     assert rendered["style"] < photo["style"]
     assert photo["content"] < noisy["content"]
+
+
+def test_feed_forward_real_networks_paint_in_the_styles_colours():
+    """The real arbitrary-style pair and 26-style network: the photo takes the painting's palette."""
+    from dreamrender.models import FEED_FORWARD_MODELS, weights_path
+    from dreamrender.server.engine.feedforward import (FeedForwardNets, free_size_model, onnx_session,
+                                                       stylize_arbitrary, stylize_presets)
+
+    for name in FEED_FORWARD_MODELS["arbitrary"] + FEED_FORWARD_MODELS["presets"]:
+        if not is_available(get_spec(name), STORE):
+            pytest.skip(f"{name} not in {STORE.root}; run: dreamctl models pull {name}")
+    read = {n: weights_path(n, STORE).read_bytes() for n in ("arbitrary_predict", "arbitrary_transform", "multistyle26")}
+    nets = FeedForwardNets(predict=onnx_session(read["arbitrary_predict"]),
+                           transform=onnx_session(free_size_model(read["arbitrary_transform"])),
+                           multistyle=onnx_session(read["multistyle26"]))
+    content = photo(256)
+    starry = to_tensor(Image.open(DATA.parent.parent / "server" / "assets" / "starry_night.jpg").convert("RGB"))
+    out = stylize_arbitrary(nets, content, [starry], [1.0], 1.0)
+    assert out.shape == content.shape
+    # Starry Night is blue: the painting's blue-minus-red balance moves toward the style's.
+    balance = [float(x[0, 2].mean() - x[0, 0].mean()) for x in (content, out, starry)]
+    assert abs(balance[1] - balance[2]) < abs(balance[0] - balance[2]) / 2
+    assert float((out - content).abs().mean()) > 0.1  # a painting, not the photo
+    p = stylize_presets(nets, content, [(19, 1.0)], 1.0)
+    assert float((p - content).abs().mean()) > 0.1 and float((p - out).abs().mean()) > 0.05

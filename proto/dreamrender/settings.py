@@ -12,8 +12,8 @@ from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["PreviewSettings", "DreamTerm", "DreamSettings", "StyleLayer", "StyleImageSettings",
-           "StyleSettings", "validate", "setting_fields", "default_of", "DEFAULT_MODEL", "STYLE_CONTENT_LAYERS",
+__all__ = ["PreviewSettings", "DreamTerm", "DreamSettings", "StyleLayer", "StyleImageSettings", "PresetWeight",
+           "StyleSettings", "validate", "setting_fields", "default_of", "choices_of", "DEFAULT_MODEL", "STYLE_CONTENT_LAYERS",
            "STYLE_STYLE_LAYERS", "MAX_MESSAGE_MB"]
 
 # The network both render kinds use unless a request (or dreamd's --default-*-model) names another.
@@ -87,6 +87,14 @@ class StyleImageSettings:
 
 
 @dataclass(frozen=True)
+class PresetWeight:
+    """One fixed style of the 26-style feed-forward network, and its blend weight."""
+
+    index: int
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class StyleSettings:
     """Gatys et al. style transfer settings."""
 
@@ -109,7 +117,14 @@ class StyleSettings:
     style_layers: tuple[StyleLayer, ...] = field(default=tuple(StyleLayer(n) for n in STYLE_STYLE_LAYERS),
                                                  metadata={"help": "style layers"})
     styles: tuple[StyleImageSettings, ...] = field(default=(), metadata={"help": "one entry per style image"})
-    init: str = _opt("content", "start image", choices=("content", "noise", "image"))
+    init: str = _opt("content", "start image (feed_forward: the feed-forward painting of the same styles)",
+                     choices=("content", "noise", "image", "feed_forward"))
+    method: str = _opt("optimize", "optimize (Gatys et al.) or feed_forward (one pass of a pretrained network on "
+                                   "onnxruntime; presets imply it)", choices=("optimize", "feed_forward"))
+    strength: float = _opt(1.0, "feed-forward: 0 keeps the photo, 1 is the full style", lo=0.0, hi=1.0)
+    presets: tuple[PresetWeight, ...] = field(default=(), metadata={"help": "fixed styles of the 26-style network"})
+    feed_forward_scores: bool = _opt(False, "feed-forward: score the result with the evaluator before it is sent "
+                                            "(VGG forward passes: about 1.5 s at 512 px on 2 cores, 10x the painting)")
     seed: int = _opt(0, "seed of the noise init and any randomness", lo=0, hi=2**63 - 1)
     preserve_colors: bool = _opt(False, "keep the content's colours (luminance-only transfer)")
     pooling: str = _opt("max", "pooling layers of the network", choices=("max", "average"))
@@ -132,6 +147,11 @@ def default_of(cls: type, name: str) -> Any:
     """The default of field `name` of dataclass `cls` (so other modules derive theirs from it)."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def choices_of(cls: type, name: str) -> tuple[str, ...]:
+    """The allowed values of choice field `name` of `cls`."""
+    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"]
 
 
 def setting_fields(cls: type) -> list[dataclasses.Field]:

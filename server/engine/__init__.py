@@ -4,15 +4,17 @@ Nothing here knows of gRPC, protobuf, encoded images or files (tests/engine chec
 
 - `dream`: DeepDream (octaves, tiles with a random roll, multi-term objective, noise start).
 - `style`: Gatys style transfer (L-BFGS/Adam, several styles, scales, colour preservation).
+- `feedforward`: feed-forward stylization on onnxruntime (arbitrary styles, the 26 presets).
 - `events`: one frozen dataclass per event kind the engines emit.
 - `imaging`: tensor image helpers (resizing, previews); `runtime`: cancellation, the progress
   clock, device and autocast choice.
 """
 from .dream import render_dream
+from .feedforward import FeedForwardNets, render_feed_forward
 from .events import Accepted, Checkpoint, Event, EventSink, Frame, Progress, Queued, RenderStats, Result, Scores
 from .runtime import RenderCancelled, ServerShuttingDown, resolve_device
 from .style import render_style
 
-__all__ = ["render_dream", "render_style", "RenderCancelled", "ServerShuttingDown", "resolve_device",
+__all__ = ["render_dream", "render_style", "render_feed_forward", "FeedForwardNets", "RenderCancelled", "ServerShuttingDown", "resolve_device",
            "Accepted", "Queued", "Progress", "Frame", "Checkpoint", "Scores", "Result", "RenderStats", "Event",
            "EventSink"]

@@ -21,7 +21,7 @@ from .runtime import CancelToken, WorkClock, autocast_for, check_cancel
 from .imaging import preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
-__all__ = ["render_style", "gram", "gram_loss", "scale_sides", "check_layers", "preserve_colors"]
+__all__ = ["render_style", "gram", "gram_loss", "scale_sides", "first_scale_side", "check_layers", "preserve_colors"]
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:
@@ -113,6 +113,15 @@ def scale_sides(size: int, scales: int, min_side: int = 64) -> list[int]:
             break
         sides.append(nxt)
     return sides[::-1]
+
+
+def _scale_floor(net: FeatureNet) -> int:
+    return max(64, net.min_side)
+
+
+def first_scale_side(s: StyleSettings, net: FeatureNet) -> int:
+    """The long side of a render's first (coarsest) scale: where a feed-forward init is made."""
+    return scale_sides(s.size, s.scales, min_side=_scale_floor(net))[0]
 
 
 def check_layers(model: str, names: Sequence[str], s: StyleSettings) -> None:
@@ -225,6 +234,10 @@ class _Tracker:
             self.frame()
         check_cancel(self.cancel)
 
+    def start_frame(self, x: torch.Tensor) -> None:
+        """The start image as step 0's preview frame (sent before the optimiser's first iteration)."""
+        self.on_event(Frame(preview_array(self.present(x), self.s.preview.max_side), 0, 0.0, "scale", 0))
+
     def frame(self) -> None:
         assert self.best is not None
         if self.step == self._last_frame_step:
@@ -272,9 +285,9 @@ def _init_image(s: StyleSettings, content: torch.Tensor, init_image: torch.Tenso
     if s.init == "noise":
         g = torch.Generator().manual_seed(s.seed)
         return torch.rand(c.shape, generator=g)
-    if s.init == "image":
+    if s.init in ("image", "feed_forward"):  # the caller made the feed-forward painting (feedforward.py)
         if init_image is None:
-            raise InvalidArgumentError("init_image", "init is 'image' but no init_image was given", "an image")
+            raise InvalidArgumentError("init_image", f"init is {s.init!r} but no init image was given", "an image")
         return resize_to(init_image, tuple(c.shape[-2:]))
     return c
 
@@ -297,7 +310,7 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     device = device or next(net.parameters()).device
     net = net.with_pooling(s.pooling)
     sink = on_event or (lambda _e: None)
-    sides = scale_sides(s.size, s.scales, min_side=max(64, net.min_side))
+    sides = scale_sides(s.size, s.scales, min_side=_scale_floor(net))
     h, w = resize_long_side(content, s.size).shape[-2:]
     iters = [s.iterations_at(i, len(sides)) for i in range(len(sides))]
     clock = WorkClock(sum((side / max(h, w)) ** 2 * h * w * n for side, n in zip(sides, iters)))
@@ -323,6 +336,8 @@ def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles:
     start = _init_image(s, content, init_image, side) if prev is None else resize_to(prev, tuple(c_shape))
     x = start.to(device).contiguous().requires_grad_(True)
     tracker.new_scale(index)
+    if index == 0 and s.init == "feed_forward":
+        tracker.start_frame(x)  # a painting before the first iteration
     objective, iterations = _Objective(net, s, targets, device), s.iterations_at(index, tracker.n_scales)
     if s.optimizer == "lbfgs":
         _run_lbfgs(x, objective, tracker, iterations, s.effective_lr, s.lbfgs_history)

@@ -100,3 +100,40 @@ def test_dreamd_process_serves_and_exits_cleanly(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_feed_forward_style_presets_and_painted_init(server, tmp_path):
+    photo, starry = str(DATA / "chelsea_small.png"), str(DATA / "starry_small.png")
+    out = tmp_path / "ff.png"
+    r = dreamctl("--server", server.target, "style", photo, starry, "--method", "feed-forward", "--strength", "0.8",
+                 "--size", "80", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (80, 53)
+    r = dreamctl("--server", server.target, "style", photo, "--preset", "7", "--preset", "12:0.5", "-o", str(out))
+    assert r.returncode == 0, r.stderr and "1 steps" in r.stdout
+    frames = tmp_path / "frames"
+    r = dreamctl("--server", server.target, "style", photo, starry, "--init", "feed-forward", "--size", "64",
+                 "--scales", "1", "--iterations", "2", "--every", "0", "--frames", str(frames), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in frames.iterdir())[0] == "frame_0000_step00000.jpg"
+    r = dreamctl("--server", server.target, "style", photo, "--preset", "31", "-o", str(out))
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("dreamctl: INVALID_ARGUMENT [presets[0].index]")
+    r = dreamctl("--server", server.target, "style", photo, "--preset", "x:y", "-o", str(out))
+    assert r.returncode == 2 and "N or N:W" in r.stderr
+
+
+def test_presets_contact_sheet(server, tmp_path):
+    sheet = tmp_path / "sheet.png"
+    r = dreamctl("-q", "--server", server.target, "presets", str(DATA / "chelsea_small.png"), "-o", str(sheet),
+                 "--tile", "48", "--columns", "9")
+    assert r.returncode == 0, r.stderr
+    assert "26 presets" in r.stdout
+    w, h = Image.open(sheet).size
+    assert (w, h) == (9 * 48, 3 * (32 + 22))  # the photo and 26 tiles, 9 a row, each with its label
+
+
+def test_models_lists_the_presets(server):
+    r = dreamctl("--server", server.target, "models")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("multistyle26"))
+    assert "feed-forward, presets 0-25" in line and "available" in line

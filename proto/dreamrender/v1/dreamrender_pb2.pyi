@@ -31,6 +31,13 @@ class StyleInit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STYLE_INIT_CONTENT: _ClassVar[StyleInit]
     STYLE_INIT_NOISE: _ClassVar[StyleInit]
     STYLE_INIT_IMAGE: _ClassVar[StyleInit]
+    STYLE_INIT_FEED_FORWARD: _ClassVar[StyleInit]
+
+class StyleMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STYLE_METHOD_UNSPECIFIED: _ClassVar[StyleMethod]
+    STYLE_METHOD_OPTIMIZE: _ClassVar[StyleMethod]
+    STYLE_METHOD_FEED_FORWARD: _ClassVar[StyleMethod]
 
 class Optimizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +63,10 @@ STYLE_INIT_UNSPECIFIED: StyleInit
 STYLE_INIT_CONTENT: StyleInit
 STYLE_INIT_NOISE: StyleInit
 STYLE_INIT_IMAGE: StyleInit
+STYLE_INIT_FEED_FORWARD: StyleInit
+STYLE_METHOD_UNSPECIFIED: StyleMethod
+STYLE_METHOD_OPTIMIZE: StyleMethod
+STYLE_METHOD_FEED_FORWARD: StyleMethod
 OPTIMIZER_UNSPECIFIED: Optimizer
 OPTIMIZER_LBFGS: Optimizer
 OPTIMIZER_ADAM: Optimizer
@@ -171,8 +182,16 @@ class LayerWeight(_message.Message):
     weight: float
     def __init__(self, layer: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
+class PresetWeight(_message.Message):
+    __slots__ = ("index", "weight")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    weight: float
+    def __init__(self, index: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+
 class RenderStyleRequest(_message.Message):
-    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history")
+    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history", "method", "strength", "presets", "feed_forward_scores")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     STYLES_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +214,10 @@ class RenderStyleRequest(_message.Message):
     RESULT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     COARSE_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     LBFGS_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    PRESETS_FIELD_NUMBER: _ClassVar[int]
+    FEED_FORWARD_SCORES_FIELD_NUMBER: _ClassVar[int]
     model: str
     content: Image
     styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
@@ -217,7 +240,11 @@ class RenderStyleRequest(_message.Message):
     result_format: ImageFormat
     coarse_iterations: int
     lbfgs_history: int
-    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ..., lbfgs_history: _Optional[int] = ...) -> None: ...
+    method: StyleMethod
+    strength: float
+    presets: _containers.RepeatedCompositeFieldContainer[PresetWeight]
+    feed_forward_scores: bool
+    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ..., lbfgs_history: _Optional[int] = ..., method: _Optional[_Union[StyleMethod, str]] = ..., strength: _Optional[float] = ..., presets: _Optional[_Iterable[_Union[PresetWeight, _Mapping]]] = ..., feed_forward_scores: _Optional[bool] = ...) -> None: ...
 
 class RenderStyleResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
@@ -369,20 +396,32 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "description", "available", "layers", "default_dream_layer", "supports_style")
+    __slots__ = ("name", "description", "available", "layers", "default_dream_layer", "supports_style", "kind", "presets")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_DREAM_LAYER_FIELD_NUMBER: _ClassVar[int]
     SUPPORTS_STYLE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PRESETS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     available: bool
     layers: _containers.RepeatedCompositeFieldContainer[LayerInfo]
     default_dream_layer: str
     supports_style: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., available: _Optional[bool] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., default_dream_layer: _Optional[str] = ..., supports_style: _Optional[bool] = ...) -> None: ...
+    kind: str
+    presets: _containers.RepeatedCompositeFieldContainer[PresetInfo]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., available: _Optional[bool] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., default_dream_layer: _Optional[str] = ..., supports_style: _Optional[bool] = ..., kind: _Optional[str] = ..., presets: _Optional[_Iterable[_Union[PresetInfo, _Mapping]]] = ...) -> None: ...
+
+class PresetInfo(_message.Message):
+    __slots__ = ("index", "name")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class LayerInfo(_message.Message):
     __slots__ = ("name", "channels")

@@ -137,3 +137,16 @@ def test_models_lists_the_presets(server):
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if x.startswith("multistyle26"))
     assert "feed-forward, presets 0-25" in line and "available" in line
+
+
+def test_dreamd_help_lists_every_server_config_field():
+    import dataclasses
+
+    from dreamrender.server import ServerConfig
+
+    r = subprocess.run([str(BIN / "dreamd"), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for f in dataclasses.fields(ServerConfig):
+        flag = f"--{'no-' if f.default is True else ''}{f.name.replace('_', '-')}"
+        assert flag in r.stdout, flag
+    assert "(default: 16)" in r.stdout and "(default: 4096)" in r.stdout  # defaults come from the dataclass

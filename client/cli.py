@@ -254,9 +254,9 @@ def _dream(client: DreamClient, args: argparse.Namespace) -> int:
 def _style(client: DreamClient, args: argparse.Namespace) -> int:
     kwargs = _settings_kwargs(args, StyleSettings)
     init_image = None
-    choices = choices_of(StyleSettings, "init")
-    if args.init and _choice(args.init) in choices and _choice(args.init) != "image":
-        kwargs["init"] = _choice(args.init)
+    init = _choice(args.init) if args.init else None
+    if init in choices_of(StyleSettings, "init") and init != "image":  # a named start; anything else is a path
+        kwargs["init"] = init
     elif args.init:
         init_image = args.init
     if not args.styles and not args.presets:

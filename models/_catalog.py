@@ -87,13 +87,18 @@ def is_available(spec: ModelSpec, store: ModelStore) -> bool:
     return spec.random_seed is not None or store.find(spec.name, spec.sources) is not None
 
 
-def weights_path(name: str, store: ModelStore) -> Path:
-    """The stored weight file of `name` (WeightsError naming the pull command when absent)."""
+def _stored(name: str, store: ModelStore) -> tuple[Path, WeightSource]:
+    """The stored weight file of `name` and the source it came from (WeightsError naming the pull command)."""
     spec = get_spec(name)
     found = store.find(spec.name, spec.sources)
     if found is None:
         raise WeightsError(f"weights of {name!r} are not in {store.root}; run: dreamctl models pull {name}")
-    return found[0]
+    return found
+
+
+def weights_path(name: str, store: ModelStore) -> Path:
+    """The stored weight file of `name` (WeightsError naming the pull command when absent)."""
+    return _stored(name, store)[0]
 
 
 def pull(name: str, store: ModelStore, *, local: Path | None = None,
@@ -124,8 +129,7 @@ def get_model(name: str, *, store: ModelStore | None = None, device: str | torch
             torch.manual_seed(spec.random_seed)
             net = spec.builder()
     else:
-        path = weights_path(name, store)
-        src = next(s for s in spec.sources if store.path(spec.name, s) == path)
+        path, src = _stored(name, store)
         net = spec.builder()
         state = load_state_dict(path, src.fmt)
         # Heads we never run (classifier, aux) may be absent or extra; the feature layers must all load.

@@ -9,8 +9,8 @@ from typing import Any, AsyncIterator, Callable
 
 import torch
 
-from dreamrender.models import (FEED_FORWARD_MODELS, FeatureNet, ModelStore, get_model, get_spec, is_available,
-                               list_specs, weights_path)
+from dreamrender.models import (FEED_FORWARD_MODELS, FeatureNet, ModelStore, get_model, is_available, list_specs,
+                               weights_path)
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
@@ -51,7 +51,7 @@ class ModelCache:
                     nets = FeedForwardNets(predict=onnx_session(files[0]),
                                            transform=onnx_session(free_size_model(files[1])))
                 else:
-                    nets = FeedForwardNets(multistyle=onnx_session(files[0]), presets=get_spec(names[0]).presets)
+                    nets = FeedForwardNets(multistyle=onnx_session(files[0]))
                 self._feed_forward[which] = nets
                 log.info("loaded feed-forward %s (%s) in %.2f s", which, ", ".join(names), time.perf_counter() - started)
             return self._feed_forward[which]

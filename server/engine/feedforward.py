@@ -68,7 +68,11 @@ class FeedForwardNets:
     predict: Any = None
     transform: Any = None
     multistyle: Any = None
-    presets: int = 26
+
+    @property
+    def presets(self) -> int:
+        """How many fixed styles the 26-style network blends: the length of its `style_weights` input."""
+        return int(self.multistyle.get_inputs()[1].shape[0])
 
     @property
     def provider(self) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamrender.models import ModelStore, get_spec, weights_path
+from dreamrender.models import ModelStore, weights_path
 from dreamrender.server.engine import RenderCancelled
 from dreamrender.server.engine.events import Checkpoint, Frame, Progress, Result
 from dreamrender.server.engine.feedforward import (FeedForwardNets, free_size_model, onnx_session, render_feed_forward,
@@ -25,7 +25,7 @@ def nets(tmp_path_factory) -> FeedForwardNets:
     data = {n: weights_path(n, store).read_bytes() for n in ("arbitrary_predict", "arbitrary_transform", "multistyle26")}
     return FeedForwardNets(predict=onnx_session(data["arbitrary_predict"]),
                            transform=onnx_session(free_size_model(data["arbitrary_transform"])),
-                           multistyle=onnx_session(data["multistyle26"]), presets=get_spec("multistyle26").presets)
+                           multistyle=onnx_session(data["multistyle26"]))
 
 
 def _img(h: int, w: int, seed: int) -> torch.Tensor:

@@ -315,12 +315,15 @@ class DreamClient(_Common):
             raise DreamError.from_rpc_error(err) from None
         return [dict(c.values) for c in resp.candidates]
 
-    def list_models(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> list[pb.ModelInfo]:
+    def catalog(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> pb.ListModelsResponse:
+        """The whole ListModels answer: the models, the server's device and whether it has native bf16."""
         try:
-            return list(self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout,
-                                              metadata=self._md(metadata)).models)
+            return self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self._md(metadata))
         except grpc.RpcError as err:
             raise DreamError.from_rpc_error(err) from None
+
+    def list_models(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> list[pb.ModelInfo]:
+        return list(self.catalog(timeout=timeout, metadata=metadata).models)
 
     def health(self, service: str = "", *, timeout: float | None = 10.0, metadata: Metadata | None = None) -> str:
         """The health service's status name for `service` ("SERVING", "NOT_SERVING", ...)."""
@@ -390,10 +393,14 @@ class AsyncDreamClient(_Common):
             raise DreamError.from_rpc_error(err) from None
         return [dict(c.values) for c in resp.candidates]
 
-    async def list_models(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> list[pb.ModelInfo]:
+    async def catalog(self, *, timeout: float | None = 30.0,
+                      metadata: Metadata | None = None) -> pb.ListModelsResponse:
+        """The whole ListModels answer: the models, the server's device and whether it has native bf16."""
         try:
-            resp = await self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self._md(metadata))
+            return await self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self._md(metadata))
         except grpc.RpcError as err:
             raise DreamError.from_rpc_error(err) from None
-        return list(resp.models)
+
+    async def list_models(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> list[pb.ModelInfo]:
+        return list((await self.catalog(timeout=timeout, metadata=metadata)).models)
 

@@ -230,7 +230,7 @@ def _run_render(events: Any, args: argparse.Namespace) -> int:
             st = ev.stats
             extra = f", {saved} frames in {frames_dir}" if frames_dir else ""
             print(f"wrote {args.output} ({st.width}x{st.height}, {st.steps} steps, {st.elapsed_seconds:.1f} s "
-                  f"on {st.device}{extra})")
+                  f"on {st.device}{' in ' + st.precision if st.precision else ''}{extra})")
             return 0
     raise DreamError(__import__("grpc").StatusCode.INTERNAL, "stream ended without a result")
 
@@ -270,7 +270,10 @@ def _style(client: DreamClient, args: argparse.Namespace) -> int:
 
 
 def _models(client: DreamClient, args: argparse.Namespace) -> int:
-    for m in client.list_models(timeout=args.timeout or 30):
+    catalog = client.catalog(timeout=args.timeout or 30)
+    bf16 = "native bf16: --precision auto runs bf16" if catalog.native_bf16 else "no native bf16: auto runs fp32"
+    print(f"device {catalog.device or '?'} ({bf16})")
+    for m in catalog.models:
         state = "available" if m.available else "not pulled"
         if m.kind == "feed_forward":
             presets = f", presets {m.presets[0].index}-{m.presets[-1].index}" if m.presets else ""

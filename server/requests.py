@@ -249,6 +249,8 @@ class RequestReader:
             raise InvalidArgumentError("presets", "preset weights sum to 0", "weights >= 0 with a positive sum")
         if s.init == "feed_forward":
             raise InvalidArgumentError("init", "feed_forward is an init of the optimiser", "method optimize")
+        if s.precision == "bf16":  # onnxruntime runs these networks in fp32; auto resolves to it
+            raise InvalidArgumentError("precision", "feed-forward runs in fp32 on onnxruntime", ["fp32", "auto"])
 
     def evaluate(self, req: pb.EvaluateRequest) -> EvaluateJob:
         """An Evaluate request's settings and images (candidates within the model's and server's sizes)."""

@@ -13,7 +13,8 @@ __all__ = ["to_response", "to_responses", "RESULT_CHUNK_BYTES"]
 
 def _stats(s: RenderStats) -> pb.RenderStats:
     return pb.RenderStats(width=s.width, height=s.height, steps=s.steps, elapsed_seconds=s.elapsed_seconds,
-                          model=s.model, device=s.device, values=dict(s.values), seed=s.seed)
+                          model=s.model, device=s.device, values=dict(s.values), seed=s.seed,
+                          precision=s.precision)
 
 
 RESULT_CHUNK_BYTES = 1 << 20
@@ -49,7 +50,7 @@ def to_response(event: Event, response_type: type, *, frame_format: str = "jpeg"
         return response_type(progress=pb.Progress(
             stage=event.stage, stage_index=event.stage_index, stage_count=event.stage_count, step=event.step,
             total_steps=event.total_steps, values=dict(event.values), elapsed_seconds=event.elapsed_seconds,
-            eta_seconds=event.eta_seconds))
+            eta_seconds=event.eta_seconds, precision=event.precision))
     if isinstance(event, Frame):
         data, media = encode_image(event.image, frame_format)
         return response_type(frame=pb.Frame(image=pb.Image(data=data, media_type=media), step=event.step,

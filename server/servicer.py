@@ -14,7 +14,7 @@ from dreamrender.models import (FEED_FORWARD_MODELS, FeatureNet, ModelStore, get
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
-from .engine import render_dream, render_style
+from .engine import native_bf16, render_dream, render_style
 from .engine.feedforward import FeedForwardNets, feed_forward_image, free_size_model, onnx_session, render_feed_forward
 from .engine.style import first_scale_side
 from .engine.events import Accepted, Event, Progress
@@ -196,4 +196,5 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 layers=[pb.LayerInfo(name=layer.name, channels=layer.channels) for layer in spec.layers],
                 default_dream_layer=spec.default_dream_layer, supports_style=spec.supports_style, kind=spec.kind,
                 presets=[pb.PresetInfo(index=i, name=f"preset {i}") for i in range(spec.presets)]))
-        return pb.ListModelsResponse(models=models)
+        device = self.cache.device
+        return pb.ListModelsResponse(models=models, device=str(device), native_bf16=native_bf16(device))

@@ -14,7 +14,7 @@ from .errors import InvalidArgumentError
 
 __all__ = ["PreviewSettings", "DreamTerm", "DreamSettings", "StyleLayer", "StyleImageSettings", "PresetWeight",
            "StyleSettings", "validate", "setting_fields", "default_of", "choices_of", "DEFAULT_MODEL", "STYLE_CONTENT_LAYERS",
-           "STYLE_STYLE_LAYERS", "MAX_MESSAGE_MB"]
+           "STYLE_STYLE_LAYERS", "MAX_MESSAGE_MB", "PRECISION_CHOICES"]
 
 # The network both render kinds use unless a request (or dreamd's --default-*-model) names another.
 DEFAULT_MODEL = "vgg16"
@@ -22,6 +22,12 @@ DEFAULT_MODEL = "vgg16"
 # "support style", and what the evaluator's pre-built export exposes.
 STYLE_CONTENT_LAYERS = ("relu4_2",)
 STYLE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+# What the feature network's convolutions run in: fp32 (the reference), bf16 (autocast; images,
+# Grams, losses and optimiser state stay fp32) or auto (bf16 where the device has it natively).
+# The default stays fp32 until bench/bench_precision.py shows bf16 holds the loss (README: Precision).
+PRECISION_CHOICES = ("fp32", "bf16", "auto")
+_PRECISION_HELP = ("network arithmetic: fp32 (reference), bf16 (convolutions under autocast; image, Grams, "
+                   "losses and optimiser state stay fp32) or auto (bf16 where the device runs it natively)")
 # The largest gRPC message, each way, that dreamd and the SDK accept by default.
 MAX_MESSAGE_MB = 64
 
@@ -67,6 +73,7 @@ class DreamSettings:
     jitter: int = _opt(32, "random shift in pixels before each step", lo=0, hi=1024)
     seed: int = _opt(0, "seed of noise, jitter and tile rolls", lo=0, hi=2**63 - 1)
     size: int = _opt(0, "resize the input so its longer side is this (0: keep)", lo=0, hi=16384)
+    precision: str = _opt("fp32", _PRECISION_HELP, choices=PRECISION_CHOICES)
     preview: PreviewSettings = field(default=PreviewSettings(), metadata={"help": "preview frames"})
 
 
@@ -128,6 +135,8 @@ class StyleSettings:
     seed: int = _opt(0, "seed of the noise init and any randomness", lo=0, hi=2**63 - 1)
     preserve_colors: bool = _opt(False, "keep the content's colours (luminance-only transfer)")
     pooling: str = _opt("max", "pooling layers of the network", choices=("max", "average"))
+    precision: str = _opt("fp32", _PRECISION_HELP + "; feed-forward runs fp32 on onnxruntime",
+                          choices=PRECISION_CHOICES)
     preview: PreviewSettings = field(default=PreviewSettings(every=10), metadata={"help": "preview frames"})
 
     def iterations_at(self, index: int, count: int) -> int:

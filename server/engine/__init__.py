@@ -7,14 +7,15 @@ Nothing here knows of gRPC, protobuf, encoded images or files (tests/engine chec
 - `feedforward`: feed-forward stylization on onnxruntime (arbitrary styles, the 26 presets).
 - `events`: one frozen dataclass per event kind the engines emit.
 - `imaging`: tensor image helpers (resizing, previews); `runtime`: cancellation, the progress
-  clock, device and autocast choice.
+  clock, device, precision and autocast choice.
 """
 from .dream import render_dream
 from .feedforward import FeedForwardNets, render_feed_forward
 from .events import Accepted, Checkpoint, Event, EventSink, Frame, Progress, Queued, RenderStats, Result, Scores
-from .runtime import RenderCancelled, ServerShuttingDown, resolve_device
+from .runtime import RenderCancelled, ServerShuttingDown, native_bf16, resolve_device, resolve_precision
 from .style import render_style
 
 __all__ = ["render_dream", "render_style", "render_feed_forward", "FeedForwardNets", "RenderCancelled", "ServerShuttingDown", "resolve_device",
+           "native_bf16", "resolve_precision",
            "Accepted", "Queued", "Progress", "Frame", "Checkpoint", "Scores", "Result", "RenderStats", "Event",
            "EventSink"]

@@ -15,7 +15,7 @@ from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import FeatureNet, LayerSpec
 from dreamrender.settings import DreamSettings, DreamTerm
 
-from .runtime import CancelToken, WorkClock, autocast_for, check_cancel
+from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
 from .imaging import preview_array, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
@@ -70,6 +70,7 @@ class _Dreamer:
         self.total_steps = 0
         self.clock = WorkClock(0)
         self.last_score = 0.0
+        self.precision = resolve_precision(s.precision, device)
 
     def run(self, start: torch.Tensor) -> torch.Tensor:
         s = self.s
@@ -96,7 +97,7 @@ class _Dreamer:
             self.step += 1
             self.clock.add(img.shape[-1] * img.shape[-2])
             self.on_event(Progress("octave", index, count, self.step, self.total_steps, {"score": self.last_score},
-                                   self.clock.elapsed, self.clock.eta))
+                                   self.clock.elapsed, self.clock.eta, self.precision))
             every = self.s.preview.every
             if every and self.step % every == 0 and self.step % self.s.steps != 0:
                 self._frame(img, index)
@@ -131,8 +132,12 @@ class _Dreamer:
             for x0, x1 in tile_spans(w, self.s.tile_size):
                 check_cancel(self.cancel)
                 tile = img[:, :, y0:y1, x0:x1].detach().requires_grad_(True)
-                with autocast_for(self.device):
-                    score = _score(self.net(tile, self.layers), self.s.terms, self.s.objective)
+                # Only the network runs under autocast; _score takes its outputs back to fp32, so
+                # the score's sums, the gradient w.r.t. the fp32 tile and its normalisation in
+                # _step are fp32 whatever the precision.
+                with autocast_for(self.device, self.precision):
+                    acts = self.net(tile, self.layers)
+                score = _score(acts, self.s.terms, self.s.objective)
                 (g,) = torch.autograd.grad(score, tile)
                 grad[:, :, y0:y1, x0:x1] = g
                 total += float(score.detach()) * (y1 - y0) * (x1 - x0)
@@ -171,6 +176,6 @@ def render_dream(net: FeatureNet, start: torch.Tensor, *, settings: DreamSetting
         out = dreamer.run(start)
     h, w = out.shape[-2:]
     stats = RenderStats(w, h, dreamer.step, dreamer.clock.elapsed, net.name, str(device), settings.seed,
-                        {"score": dreamer.last_score})
+                        {"score": dreamer.last_score}, dreamer.precision)
     sink(Result(to_uint8(out), stats))
     return out.detach().cpu()

@@ -32,6 +32,7 @@ class Progress:
     values: Mapping[str, float]
     elapsed_seconds: float
     eta_seconds: float
+    precision: str = "fp32"  # what the network runs in ("auto" resolved)
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +73,7 @@ class RenderStats:
     device: str
     seed: int
     values: Mapping[str, float] = field(default_factory=dict)
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True, eq=False)

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import Protocol
 
 import torch
 
-__all__ = ["RenderCancelled", "ServerShuttingDown", "CancelToken", "check_cancel", "WorkClock", "resolve_device", "autocast_for"]
+__all__ = ["RenderCancelled", "ServerShuttingDown", "CancelToken", "check_cancel", "WorkClock", "resolve_device", "autocast_for",
+           "native_bf16", "resolve_precision"]
+
+log = logging.getLogger("dreamrender.engine")
 
 
 class RenderCancelled(Exception):
@@ -56,8 +60,47 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """fp16 autocast on CUDA only: on the CPU it is slower and changes results."""
+def _cpu_flags() -> dict:
+    """What torch's CPU dispatcher detected (`avx512_bf16`, `amx_bf16`, ...); empty if it cannot say."""
+    try:
+        return dict(torch._C._cpu._get_cpu_capability())
+    except (AttributeError, RuntimeError):  # older or newer torch without the private probe
+        return {}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` runs bf16 matmuls and convolutions in hardware.
+
+    CUDA: what torch reports (Ampere and later). CPU: AVX-512 BF16 or AMX-BF16 as torch's own CPU
+    probe sees them. Without them, oneDNN emulates bf16 with fp32 arithmetic plus conversions,
+    which is slower than plain fp32, so `auto` must not pick it there.
+    """
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        flags = _cpu_flags()
+        return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"fp32" or "bf16": what a render with setting `precision` ("fp32", "bf16", "auto") runs in."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision == "bf16" and not native_bf16(device):
+        log.warning("precision bf16 on %s without native bf16: emulated, expect it slower than fp32", device)
+    return precision
+
+
+def autocast_for(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """The autocast context the feature network runs in: bf16 when `precision` is "bf16", else none.
+
+    Only the network's forward (and so its backward) is under it; every caller converts the
+    layer outputs back to fp32 before losses, Grams or gradient norms touch them (see
+    `engine/style.py` and `engine/dream.py`). fp32 is the reference and runs with no autocast on
+    any device (earlier versions ran CUDA under fp16 autocast unasked). bf16 keeps fp32's 8-bit
+    exponent, so Caffe-scale activations (0-255 inputs) keep their range; only mantissa bits go.
+    """
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

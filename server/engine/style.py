@@ -17,7 +17,7 @@ from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings
 
-from .runtime import CancelToken, WorkClock, autocast_for, check_cancel
+from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
 from .imaging import preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
@@ -31,7 +31,7 @@ def gram(feat: torch.Tensor) -> torch.Tensor:
 
 
 def _full(x: torch.Tensor) -> torch.Tensor:
-    """Grams in at least float32: under CUDA autocast the features are float16."""
+    """Grams in at least float32: under bf16 autocast the features are bfloat16."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
@@ -155,14 +155,20 @@ class _Targets:
 class _Objective:
     """Loss terms of one scale against fixed targets."""
 
-    def __init__(self, net: FeatureNet, s: StyleSettings, targets: _Targets, device: torch.device) -> None:
-        self.net, self.s, self.t, self.device = net, s, targets, device
+    def __init__(self, net: FeatureNet, s: StyleSettings, targets: _Targets, device: torch.device,
+                 precision: str) -> None:
+        self.net, self.s, self.t, self.device, self.precision = net, s, targets, device, precision
         self.layers = list(dict.fromkeys([x.layer for x in s.content_layers] + [x.layer for x in s.style_layers]))
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s = self.s
-        with autocast_for(self.device):
+        with autocast_for(self.device, self.precision):
             feats = self.net(x, self.layers)
+        # The precision boundary: the layer outputs go back to fp32 here (a no-op in fp32), so the
+        # Grams, their fp32 targets, the loss sums and the gradient reaching the fp32 image (and so
+        # L-BFGS's history) are fp32; only the convolutions and their backward run in bf16. Grams
+        # of bf16 features kept in bf16 would lose G - A, which shrinks to a few ulps as the loss falls.
+        feats = {k: _full(v) for k, v in feats.items()}
         # Not F.mse_loss: its gradient comes back in NCHW order, and meeting the channels_last
         # gradient of the conv above costs the backward a layout conversion.
         content = sum(l.weight * (feats[l.layer].float() - self.t.content[l.layer]).pow(2).mean()
@@ -202,8 +208,9 @@ class _Tracker:
     """Counts iterations, keeps the best-loss image, emits progress and checkpoint frames."""
 
     def __init__(self, s: StyleSettings, on_event: EventSink, cancel: CancelToken | None, total: int,
-                 clock: WorkClock, content: torch.Tensor, n_scales: int) -> None:
+                 clock: WorkClock, content: torch.Tensor, n_scales: int, precision: str) -> None:
         self.s, self.on_event, self.cancel, self.total, self.clock = s, on_event, cancel, total, clock
+        self.precision = precision  # what the network runs in: reported with every progress event
         self.content, self.n_scales = content, n_scales
         self.step = 0
         self.scale_index = 0
@@ -228,7 +235,7 @@ class _Tracker:
         self.clock.add(x.shape[-1] * x.shape[-2])
         self.values = {k: float(v.detach()) for k, v in terms.items()} | {"total": loss}
         self.on_event(Progress("scale", self.scale_index, self.n_scales, self.step, self.total, self.values,
-                               self.clock.elapsed, self.clock.eta))
+                               self.clock.elapsed, self.clock.eta, self.precision))
         every = self.s.preview.every
         if every and self.step % every == 0:
             self.frame()
@@ -314,7 +321,7 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     h, w = resize_long_side(content, s.size).shape[-2:]
     iters = [s.iterations_at(i, len(sides)) for i in range(len(sides))]
     clock = WorkClock(sum((side / max(h, w)) ** 2 * h * w * n for side, n in zip(sides, iters)))
-    tracker = _Tracker(s, sink, cancel, sum(iters), clock, content, len(sides))
+    tracker = _Tracker(s, sink, cancel, sum(iters), clock, content, len(sides), resolve_precision(s.precision, device))
     x = None
     with torch.inference_mode(False):
         for index, side in enumerate(sides):
@@ -322,7 +329,7 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     assert tracker.best is not None
     out = tracker.present(tracker.best)
     stats = RenderStats(out.shape[-1], out.shape[-2], tracker.step, clock.elapsed, net.name, str(device), s.seed,
-                        dict(tracker.values))
+                        dict(tracker.values), tracker.precision)
     sink(Result(to_uint8(out), stats))
     return out.cpu()
 
@@ -334,11 +341,14 @@ def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles:
     c_shape = resize_long_side(content, side).shape[-2:]
     # Later scales start from the previous scale's best image, upsampled (coarse to fine).
     start = _init_image(s, content, init_image, side) if prev is None else resize_to(prev, tuple(c_shape))
-    x = start.to(device).contiguous().requires_grad_(True)
+    # A copy: when the content is already at this scale's size, resizing returns the caller's own
+    # tensor, and Adam would paint over it in place (and the evaluator's content target with it).
+    x = start.to(device).clone(memory_format=torch.contiguous_format).requires_grad_(True)
     tracker.new_scale(index)
     if index == 0 and s.init == "feed_forward":
         tracker.start_frame(x)  # a painting before the first iteration
-    objective, iterations = _Objective(net, s, targets, device), s.iterations_at(index, tracker.n_scales)
+    objective = _Objective(net, s, targets, device, tracker.precision)
+    iterations = s.iterations_at(index, tracker.n_scales)
     if s.optimizer == "lbfgs":
         _run_lbfgs(x, objective, tracker, iterations, s.effective_lr, s.lbfgs_history)
     else:

@@ -150,3 +150,16 @@ def test_dreamd_help_lists_every_server_config_field():
         flag = f"--{'no-' if f.default is True else ''}{f.name.replace('_', '-')}"
         assert flag in r.stdout, flag
     assert "(default: 16)" in r.stdout and "(default: 4096)" in r.stdout  # defaults come from the dataclass
+
+
+def test_precision_flag_and_models_device_line(server, tmp_path):
+    out = tmp_path / "p.png"
+    r = dreamctl("--server", server.target, "style", str(DATA / "chelsea_small.png"), str(DATA / "starry_small.png"),
+                 "-o", str(out), "--size", "48", "--scales", "1", "--iterations", "3", "--precision", "bf16")
+    assert r.returncode == 0, r.stderr
+    assert "in bf16" in r.stdout and Image.open(out).size == (48, 32)
+    r = dreamctl("--server", server.target, "dream", str(DATA / "chelsea_small.png"), "-o", str(out),
+                 "--precision", "fp16")
+    assert r.returncode == 2 and "fp32" in r.stderr and "bf16" in r.stderr  # argparse names the choices
+    r = dreamctl("--server", server.target, "models")
+    assert r.returncode == 0 and r.stdout.startswith("device cpu (")

@@ -195,3 +195,11 @@ def test_gram_loss_onednn_path_matches_matmul():
     assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
     assert b.grad.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(gram(a), gram(b), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_inputs_are_left_untouched(net, content, starry, optimizer):
+    c = content[..., :48, :64].clone()  # already at the render's size: resizing returns it as is
+    before = c.clone()
+    render_style(net, c, [starry], settings=settings(size=64, iterations=3, optimizer=optimizer, init="content"))
+    assert torch.equal(c, before) and not c.requires_grad

@@ -25,6 +25,13 @@ class GradientNorm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRADIENT_NORM_STD: _ClassVar[GradientNorm]
     GRADIENT_NORM_MEAN_ABS: _ClassVar[GradientNorm]
 
+class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRECISION_UNSPECIFIED: _ClassVar[Precision]
+    PRECISION_FP32: _ClassVar[Precision]
+    PRECISION_BF16: _ClassVar[Precision]
+    PRECISION_AUTO: _ClassVar[Precision]
+
 class StyleInit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STYLE_INIT_UNSPECIFIED: _ClassVar[StyleInit]
@@ -59,6 +66,10 @@ DREAM_OBJECTIVE_MEAN_SQUARED: DreamObjective
 GRADIENT_NORM_UNSPECIFIED: GradientNorm
 GRADIENT_NORM_STD: GradientNorm
 GRADIENT_NORM_MEAN_ABS: GradientNorm
+PRECISION_UNSPECIFIED: Precision
+PRECISION_FP32: Precision
+PRECISION_BF16: Precision
+PRECISION_AUTO: Precision
 STYLE_INIT_UNSPECIFIED: StyleInit
 STYLE_INIT_CONTENT: StyleInit
 STYLE_INIT_NOISE: StyleInit
@@ -111,7 +122,7 @@ class NoiseStart(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class RenderDreamRequest(_message.Message):
-    __slots__ = ("model", "image", "noise", "terms", "objective", "gradient_norm", "octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed", "size", "preview", "result_format")
+    __slots__ = ("model", "image", "noise", "terms", "objective", "gradient_norm", "octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed", "size", "preview", "result_format", "precision")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NOISE_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +139,7 @@ class RenderDreamRequest(_message.Message):
     SIZE_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     RESULT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     model: str
     image: Image
     noise: NoiseStart
@@ -144,7 +156,8 @@ class RenderDreamRequest(_message.Message):
     size: int
     preview: PreviewOptions
     result_format: ImageFormat
-    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
+    precision: Precision
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., precision: _Optional[_Union[Precision, str]] = ...) -> None: ...
 
 class RenderDreamResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
@@ -191,7 +204,7 @@ class PresetWeight(_message.Message):
     def __init__(self, index: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RenderStyleRequest(_message.Message):
-    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history", "method", "strength", "presets", "feed_forward_scores")
+    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history", "method", "strength", "presets", "feed_forward_scores", "precision")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     STYLES_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +231,7 @@ class RenderStyleRequest(_message.Message):
     STRENGTH_FIELD_NUMBER: _ClassVar[int]
     PRESETS_FIELD_NUMBER: _ClassVar[int]
     FEED_FORWARD_SCORES_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     model: str
     content: Image
     styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
@@ -244,7 +258,8 @@ class RenderStyleRequest(_message.Message):
     strength: float
     presets: _containers.RepeatedCompositeFieldContainer[PresetWeight]
     feed_forward_scores: bool
-    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ..., lbfgs_history: _Optional[int] = ..., method: _Optional[_Union[StyleMethod, str]] = ..., strength: _Optional[float] = ..., presets: _Optional[_Iterable[_Union[PresetWeight, _Mapping]]] = ..., feed_forward_scores: _Optional[bool] = ...) -> None: ...
+    precision: Precision
+    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ..., lbfgs_history: _Optional[int] = ..., method: _Optional[_Union[StyleMethod, str]] = ..., strength: _Optional[float] = ..., presets: _Optional[_Iterable[_Union[PresetWeight, _Mapping]]] = ..., feed_forward_scores: _Optional[bool] = ..., precision: _Optional[_Union[Precision, str]] = ...) -> None: ...
 
 class RenderStyleResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
@@ -281,7 +296,7 @@ class Queued(_message.Message):
     def __init__(self, queue_position: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "stage_index", "stage_count", "step", "total_steps", "values", "elapsed_seconds", "eta_seconds")
+    __slots__ = ("stage", "stage_index", "stage_count", "step", "total_steps", "values", "elapsed_seconds", "eta_seconds", "precision")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -297,6 +312,7 @@ class Progress(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     stage: str
     stage_index: int
     stage_count: int
@@ -305,7 +321,8 @@ class Progress(_message.Message):
     values: _containers.ScalarMap[str, float]
     elapsed_seconds: float
     eta_seconds: float
-    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
+    precision: str
+    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., precision: _Optional[str] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("image", "step", "score", "stage", "stage_index")
@@ -359,7 +376,7 @@ class Result(_message.Message):
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., stats: _Optional[_Union[RenderStats, _Mapping]] = ...) -> None: ...
 
 class RenderStats(_message.Message):
-    __slots__ = ("width", "height", "steps", "elapsed_seconds", "model", "device", "values", "seed")
+    __slots__ = ("width", "height", "steps", "elapsed_seconds", "model", "device", "values", "seed", "precision")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -375,6 +392,7 @@ class RenderStats(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     steps: int
@@ -383,17 +401,22 @@ class RenderStats(_message.Message):
     device: str
     values: _containers.ScalarMap[str, float]
     seed: int
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., values: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ...) -> None: ...
+    precision: str
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., values: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., precision: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("models",)
+    __slots__ = ("models", "device", "native_bf16")
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    NATIVE_BF16_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+    device: str
+    native_bf16: bool
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., device: _Optional[str] = ..., native_bf16: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "description", "available", "layers", "default_dream_layer", "supports_style", "kind", "presets")

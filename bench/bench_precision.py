@@ -132,6 +132,8 @@ def _style_table(ns: argparse.Namespace, optimizer: str) -> None:
 
 
 def _dream_table(ns: argparse.Namespace) -> None:
+    if ns.dream_repeats < 1:
+        return
     print(f"\ndream {ns.size} px, vgg16 default layer, 4 octaves x 10 steps")
     print(f"{'run':>4} {'precision':>9} {'wall s':>8} {'peak RSS MB':>12} {'score (fp32 referee)':>21}")
     walls: dict[str, list[float]] = {"fp32": [], "bf16": []}

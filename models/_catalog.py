@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dreamrender.errors import InvalidArgumentError
+from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.settings import STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS
 
 from . import _nets
@@ -80,7 +80,7 @@ def get_spec(name: str, *, field_name: str = "model") -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise InvalidArgumentError(field_name, f"unknown model {name!r}", sorted(_REGISTRY)) from None
+        raise InvalidArgumentError(field_name, f"unknown model {quoted(name)}", sorted(_REGISTRY)) from None
 
 
 def is_available(spec: ModelSpec, store: ModelStore) -> bool:

@@ -34,7 +34,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), [error_details_pb2.BadRequest(field_violations=[violation])]
     if isinstance(exc, QueueFullError):
         retry = error_details_pb2.RetryInfo()
-        retry.retry_delay.FromMilliseconds(int(exc.retry_after * 1000))
+        retry.retry_delay.FromMilliseconds(int(round(exc.retry_after, 1) * 1000))  # the message's figure
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), [retry]
     if isinstance(exc, WeightsError):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc), []
@@ -61,6 +61,31 @@ def _trailers(code: grpc.StatusCode, message: str, details: list[Any]) -> tuple[
         packed.append(a)
     st = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
     return tuple(rpc_status.to_status(st).trailing_metadata)
+
+
+class _Unparsable:
+    """What the request deserializer returns for bytes that are not a valid message (the handler
+    turns it into INVALID_ARGUMENT: grpc's own path would log a traceback and answer UNKNOWN)."""
+
+    def __init__(self, type_name: str, error: Exception) -> None:
+        self.type_name, self.error = type_name, error
+
+    def refuse(self) -> InvalidArgumentError:
+        why = f"{type(self.error).__name__}: {self.error}"[:200]
+        return InvalidArgumentError("request", f"cannot parse the {self.type_name} ({why})",
+                                    f"a serialized {self.type_name} (valid protobuf, strings in UTF-8)")
+
+
+def _safe_deserializer(deserializer: Any, method: str) -> Any:
+    type_name = method.rsplit("/", 1)[-1] + "Request"
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError, invalid UTF-8 in a string field, ...
+            return _Unparsable(type_name, exc)
+
+    return parse
 
 
 def _code_name(context: grpc.aio.ServicerContext) -> str:
@@ -108,21 +133,26 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not details.method.startswith("/dreamrender."):
             return handler  # health and reflection handle their own errors
         method = details.method
+        parse = _safe_deserializer(handler.request_deserializer, method)
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with self._outcome(method, context):
+                    if isinstance(request, _Unparsable):
+                        raise request.refuse()
                     async for response in inner_stream(request, context):
                         yield response
 
-            return handler._replace(unary_stream=unary_stream)
+            return handler._replace(unary_stream=unary_stream, request_deserializer=parse)
         if handler.unary_unary is not None:
             inner_unary = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with self._outcome(method, context):
+                    if isinstance(request, _Unparsable):
+                        raise request.refuse()
                     return await inner_unary(request, context)
 
-            return handler._replace(unary_unary=unary_unary)
+            return handler._replace(unary_unary=unary_unary, request_deserializer=parse)
         return handler

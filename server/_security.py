@@ -8,17 +8,34 @@ from typing import Any, Sequence
 
 import grpc
 
-__all__ = ["TokenAuthInterceptor", "load_tokens", "server_credentials"]
+__all__ = ["TokenAuthInterceptor", "load_tokens", "server_credentials", "MIN_TOKEN_LENGTH"]
 
 log = logging.getLogger(__name__)
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/",)  # load balancers and kubelets probe without tokens
 
 
+MIN_TOKEN_LENGTH = 16  # shorter secrets are guessable; `openssl rand -hex 32` gives 64 characters
+
+
 def load_tokens(path: str | Path) -> list[bytes]:
-    """One token per non-empty line (several allow rotation without downtime)."""
-    tokens = [line.strip().encode() for line in Path(path).read_text().splitlines() if line.strip()]
+    """One token per line (several allow rotation without downtime).
+
+    Blank lines and lines starting with `#` are comments. A line shorter than MIN_TOKEN_LENGTH is
+    skipped with a warning naming its line number (never its text); a file with no valid token
+    raises ValueError, so dreamd refuses to start rather than run open or locked.
+    """
+    tokens = []
+    for number, raw in enumerate(Path(path).read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if len(line) < MIN_TOKEN_LENGTH:
+            log.warning("%s line %d: token shorter than %d characters, ignored", path, number, MIN_TOKEN_LENGTH)
+            continue
+        tokens.append(line.encode())
     if not tokens:
-        raise ValueError(f"{path}: no token in the file")
+        raise ValueError(f"{path}: no valid token (one per line, at least {MIN_TOKEN_LENGTH} characters; "
+                         "lines starting with # are comments)")
     return tokens
 
 
@@ -51,6 +68,9 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         log.warning("unauthenticated call to %s refused", details.method)
 
+        # Real async functions of each shape: grpc aio tells sync handlers from async ones by
+        # inspecting the function, so a lambda returning a coroutine or generator is run as a
+        # sync handler and fails with a TypeError (UNKNOWN) instead of refusing the call.
         async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
 
@@ -63,8 +83,8 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=deny_stream)
         if handler.stream_unary is not None:
-            return handler._replace(stream_unary=lambda it, ctx: deny(None, ctx))
-        return handler._replace(stream_stream=lambda it, ctx: deny_stream(None, ctx))
+            return handler._replace(stream_unary=deny)
+        return handler._replace(stream_stream=deny_stream)
 
 
 def server_credentials(cert: str, key: str, client_ca: str | None = None) -> grpc.ServerCredentials:

@@ -61,6 +61,10 @@ class ServerConfig:
     max_queue: int = _cfg(16, "jobs that may wait per device")
     max_side: int = _cfg(4096, "longest side of any output in pixels")
     max_input_pixels: int = _cfg(64_000_000, "largest input image in pixels, read from its header (decompression bombs)")
+    max_queued_pixels: int = _cfg(100_000_000, "decoded image pixels waiting jobs may hold together (about 12 bytes "
+                                               "each); past it RESOURCE_EXHAUSTED (0: no budget)")
+    max_work: float = _cfg(20_000.0, "largest render in Mpx-steps (pixels x steps over octaves or scales; a 512 px "
+                                     "style of 3 scales x 100 iterations is about 35)", type=float)
     max_message_mb: int = _cfg(MAX_MESSAGE_MB, "largest gRPC message in MiB, each way")
     pull: tuple[str, ...] = _cfg((), "fetch this model's weights at start (repeatable)", metavar="MODEL")
     grace: float = _cfg(30.0, "seconds running jobs get to finish on SIGTERM")
@@ -126,6 +130,7 @@ class Server:
         """Stop at once (no grace) and release the workers and the metrics endpoint."""
         await self.grpc_server.stop(0)
         await self.scheduler.close()
+        self.servicer.decoder.shutdown(wait=False, cancel_futures=True)
         self.evaluator.close()
         if self.metrics is not None:
             self.metrics.close()
@@ -157,7 +162,7 @@ def create_server(config: ServerConfig) -> Server:
         pull(name, store, progress=lambda msg: log.info("%s", msg))
     device = resolve_device(config.device)
     metrics = Metrics() if config.metrics_port is not None else None
-    scheduler = Scheduler(str(device), max_queue=config.max_queue)
+    scheduler = Scheduler(str(device), max_queue=config.max_queue, max_queued_pixels=config.max_queued_pixels)
     if metrics is not None:
         metrics.track_scheduler(str(device), lambda: scheduler.queue_depth, lambda: scheduler.active)
     options = [("grpc.max_send_message_length", config.max_message_bytes),
@@ -167,7 +172,7 @@ def create_server(config: ServerConfig) -> Server:
         interceptors.append(TokenAuthInterceptor(load_tokens(config.auth_token_file)))
     server = grpc.aio.server(interceptors=interceptors, options=options)
     evaluator = Evaluator(store, threads=config.evaluator_threads, enabled=config.evaluator)
-    requests = RequestReader(limits=Limits(config.max_input_pixels, config.max_side), store=store,
+    requests = RequestReader(limits=Limits(config.max_input_pixels, config.max_side, config.max_work), store=store,
                              default_dream_model=config.default_dream_model,
                              default_style_model=config.default_style_model)
     servicer = DreamRenderServicer(cache=ModelCache(store, device, metrics), scheduler=scheduler, requests=requests,

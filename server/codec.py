@@ -3,14 +3,15 @@ and encoding of frames and results."""
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from dreamrender.errors import InvalidArgumentError
+from dreamrender.errors import InvalidArgumentError, quoted
 
-__all__ = ["decode_image", "encode_image", "MEDIA_TYPES"]
+__all__ = ["decode_image", "probe_image", "encode_image", "MEDIA_TYPES"]
 
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp",
@@ -18,43 +19,88 @@ _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP
 _ALLOWED = "PNG, JPEG, WebP, BMP, TIFF or GIF bytes"
 
 
-def decode_image(data: bytes, field: str, *, max_pixels: int, media_type: str = "") -> Image.Image:
+def probe_image(data: bytes, field: str, *, max_pixels: int, media_type: str = "") -> tuple[int, int]:
+    """(width, height) from the header alone, after the checks `decode_image` makes first: cheap
+    enough to run for every image of a request before any of them is decoded."""
+    img = _open(data, field, max_pixels=max_pixels, media_type=media_type)
+    return _oriented_size(img)
+
+
+def _oriented_size(img: Image.Image) -> tuple[int, int]:
+    w, h = img.size
+    try:
+        rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+    except Exception:  # a broken EXIF block: exif_transpose ignores it too
+        rotated = False
+    return (h, w) if rotated else (w, h)
+
+
+def _open(data: bytes, field: str, *, max_pixels: int, media_type: str) -> Image.Image:
+    """The lazily opened image, its header checked: size, pixel limit, format, media type."""
+    if not data:
+        raise InvalidArgumentError(field, "image is empty", _ALLOWED)
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # PIL's own header check, past twice its limit
+        raise InvalidArgumentError(field, f"image is over the server's pixel limit ({exc})",
+                                   f"at most {max_pixels} pixels") from None
+    except Exception as exc:  # PIL raises many types for bad or truncated bytes
+        raise InvalidArgumentError(field, f"cannot decode image ({_why(exc)})", _ALLOWED) from None
+    w, h = img.size
+    if w == 0 or h == 0:
+        raise InvalidArgumentError(field, "image has zero size", "at least 1x1 pixels")
+    if w * h > max_pixels:
+        raise InvalidArgumentError(field, f"image is {w}x{h}, over the server's pixel limit",
+                                   f"at most {max_pixels} pixels")
+    actual = _FORMATS.get(img.format or "")
+    if actual is None:
+        raise InvalidArgumentError(field, f"unsupported image format {img.format}", _ALLOWED)
+    if media_type and media_type.lower() not in (actual, "image/jpg" if actual == "image/jpeg" else actual):
+        raise InvalidArgumentError(f"{field}.media_type", f"says {quoted(media_type)} but the bytes are {actual}",
+                                   f"{actual} or empty (detect)")
+    return img
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as the error message quotes it: its type and text, without object addresses."""
+    return re.sub(r" at 0x[0-9a-f]+", "", f"{type(exc).__name__}: {exc}")[:200]
+
+
+def decode_image(data: bytes, field: str, *, max_pixels: int, media_type: str = "",
+                 min_long_side: int = 0) -> Image.Image:
     """Decode to 8-bit RGB.
 
     EXIF orientation is honoured; the pixel count is checked from the header, before any pixel
     is decoded (decompression bombs); a media type that contradicts the bytes is refused; of an
     animated image the first frame is used; 16-bit, CMYK, palette and alpha images are converted
     (alpha composited on white).
+
+    With `min_long_side`, an image larger than the render needs comes out smaller, but never
+    with its longer side under `min_long_side`: JPEG decodes at 1/2, 1/4 or 1/8 scale in the
+    decoder itself (draft mode), and any image then shrinks by an integer box filter (`reduce`)
+    before it is converted, so the float copies downstream are of the size needed, not of the
+    upload. The final, antialiased resize to the exact size stays with the caller.
     """
-    if not data:
-        raise InvalidArgumentError(field, "image is empty", _ALLOWED)
+    img = _open(data, field, max_pixels=max_pixels, media_type=media_type)
     try:
-        img = Image.open(io.BytesIO(data))
-        w, h = img.size
-        if w == 0 or h == 0:
-            raise InvalidArgumentError(field, "image has zero size", "at least 1x1 pixels")
-        if w * h > max_pixels:
-            raise InvalidArgumentError(field, f"image is {w}x{h}, over the server's pixel limit",
-                                       f"at most {max_pixels} pixels")
-        actual = _FORMATS.get(img.format or "")
-        if actual is None:
-            raise InvalidArgumentError(field, f"unsupported image format {img.format}", _ALLOWED)
-        if media_type and media_type.lower() not in (actual, "image/jpg" if actual == "image/jpeg" else actual):
-            raise InvalidArgumentError(f"{field}.media_type", f"says {media_type} but the bytes are {actual}",
-                                       f"{actual} or empty (detect)")
         img.seek(0)
+        if min_long_side and img.format == "JPEG":
+            w, h = img.size
+            k = max(w, h) / min_long_side
+            if k >= 2:
+                img.draft("RGB", (int(w / k) + 1, int(h / k) + 1))  # picks the smallest scale still >= this
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
         img = ImageOps.exif_transpose(img)
-    except InvalidArgumentError:
-        raise
     except Image.DecompressionBombError as exc:  # PIL's own header check fired before ours
         raise InvalidArgumentError(field, f"image is over the server's pixel limit ({exc})",
                                    f"at most {max_pixels} pixels") from None
     except Exception as exc:  # PIL raises many types for bad or truncated bytes
-        raise InvalidArgumentError(field, f"cannot decode image ({type(exc).__name__}: {exc})", _ALLOWED) from None
-    return _to_rgb(img)
+        raise InvalidArgumentError(field, f"cannot decode image ({_why(exc)})", _ALLOWED) from None
+    img = _to_rgb(img)
+    factor = max(img.size) // min_long_side if min_long_side else 1
+    return img.reduce(factor) if factor >= 2 else img
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -21,15 +21,31 @@ from dreamrender.settings import (DreamSettings, DreamTerm, PresetWeight, Previe
                                   StyleLayer, StyleSettings, default_of, validate)
 from dreamrender.v1 import dreamrender_pb2 as pb
 
-from .codec import decode_image
-from .engine.dream import check_terms, dream_noise
-from .engine.imaging import resize_long_side, to_tensor
-from .engine.style import check_layers
+from .codec import decode_image, probe_image
+from .engine.dream import check_terms, dream_noise, dream_work
+from .engine.imaging import fit_long_side, resize_to, to_tensor
+from .engine.style import check_content_side, check_layers, style_side, style_work
 
-__all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "RequestReader", "MAX_CANDIDATES", "result_format",
+__all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "RequestReader", "MAX_CANDIDATES", "result_format", "check_strings",
            "dream_settings", "style_settings", "evaluate_settings"]
 
 MAX_CANDIDATES = 32
+# Every string a request carries is a name (model, layer, media type): none is near this long.
+MAX_STRING_CHARS = 128
+
+
+def check_strings(msg: Any, prefix: str = "") -> None:
+    """InvalidArgumentError naming the first string field (at any depth) over MAX_STRING_CHARS."""
+    for fd, value in msg.ListFields():
+        path = prefix + fd.name
+        if fd.message_type is not None:
+            if fd.is_repeated:
+                for i, item in enumerate(value):
+                    check_strings(item, f"{path}[{i}].")
+            else:
+                check_strings(value, f"{path}.")
+        elif fd.type == fd.TYPE_STRING and len(value) > MAX_STRING_CHARS:
+            raise InvalidArgumentError(path, f"{len(value)} characters long", f"at most {MAX_STRING_CHARS} characters")
 
 
 @dataclass(frozen=True)
@@ -38,12 +54,18 @@ class Limits:
 
     max_input_pixels: int  # decoding refused above this (decompression bombs)
     max_side: int  # longest side of any render's output
+    max_work: float = 20_000.0  # Mpx-steps: a render's pixels times its steps, summed over octaves/scales
 
 
 @dataclass(frozen=True)
 class DreamJob:
     settings: DreamSettings
     start: torch.Tensor  # (1, 3, H, W) RGB in [0, 1], already at the render's size
+
+    @property
+    def pixels(self) -> int:
+        """Decoded pixels the job holds while it waits (the queue's memory budget counts them)."""
+        return self.start.shape[-1] * self.start.shape[-2]
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,12 @@ class StyleJob:
     content: torch.Tensor
     styles: tuple[torch.Tensor, ...]
     init_image: torch.Tensor | None
+
+    @property
+    def pixels(self) -> int:
+        """Decoded pixels the job holds while it waits (the queue's memory budget counts them)."""
+        images = [self.content, *self.styles] + ([self.init_image] if self.init_image is not None else [])
+        return sum(t.shape[-1] * t.shape[-2] for t in images)
 
 
 @dataclass(frozen=True)
@@ -142,10 +170,29 @@ class RequestReader:
         self.default_dream_model = default_dream_model
         self.default_style_model = default_style_model
 
-    def image(self, image: pb.Image, field: str) -> torch.Tensor:
-        """A request image decoded to a (1, 3, H, W) tensor, within the pixel limit."""
-        return to_tensor(decode_image(image.data, field, max_pixels=self.limits.max_input_pixels,
-                                      media_type=image.media_type))
+    def image(self, image: pb.Image, field: str, long_side: int = 0) -> torch.Tensor:
+        """A request image decoded to a (1, 3, H, W) tensor, within the pixel limit.
+
+        With `long_side`, a larger image comes out with exactly that longer side: it is decoded
+        at reduced scale where the format allows, so memory follows what the render needs.
+        """
+        w, h = self.probe(image, field)
+        img = decode_image(image.data, field, max_pixels=self.limits.max_input_pixels, media_type=image.media_type,
+                           min_long_side=long_side)
+        t = to_tensor(img)
+        if long_side and max(w, h) > long_side:
+            t = resize_to(t, fit_long_side(h, w, long_side))  # from the header's size: no rounding drift
+        return t
+
+    def probe(self, image: pb.Image, field: str) -> tuple[int, int]:
+        """(width, height) from the image's header: every limit is checked before anything decodes."""
+        return probe_image(image.data, field, max_pixels=self.limits.max_input_pixels, media_type=image.media_type)
+
+    def check_work(self, work: float, field: str, what: str) -> None:
+        """InvalidArgumentError when a render's pixel-steps exceed the operator's --max-work."""
+        if work > self.limits.max_work * 1e6:
+            raise InvalidArgumentError(field, f"work estimate {work / 1e6:,.0f} Mpx-steps ({what}) is over the "
+                                       "server's limit", f"at most {self.limits.max_work:,.0f} Mpx-steps")
 
     def check_side(self, side: int, field: str) -> None:
         if side > self.limits.max_side:
@@ -171,15 +218,16 @@ class RequestReader:
         return [get_spec(n) for n in names]
 
     def dream(self, req: pb.RenderDreamRequest) -> DreamJob:
+        check_strings(req)
         s = dream_settings(req, default_model=self.default_dream_model)
         spec = self.available_spec(s.model)
         if not s.terms:
             channels = tuple(spec.extra.get("default_dream_channels", ()))
             s = dataclasses.replace(s, terms=(DreamTerm(spec.default_dream_layer, channels),))
         check_terms(spec.name, {layer.name: layer for layer in spec.layers}, s.terms)
-        return DreamJob(s, self._dream_start(req, s.size, spec.min_side))
+        return DreamJob(s, self._dream_start(req, s, spec.min_side))
 
-    def _dream_start(self, req: pb.RenderDreamRequest, size: int, min_side: int) -> torch.Tensor:
+    def _dream_start(self, req: pb.RenderDreamRequest, s: DreamSettings, min_side: int) -> torch.Tensor:
         which = req.WhichOneof("start")
         if which is None:
             raise InvalidArgumentError("start", "neither image nor noise given", "image or noise")
@@ -188,36 +236,55 @@ class RequestReader:
             for field, v in (("noise.width", w), ("noise.height", h)):
                 if not min_side <= v <= self.limits.max_side:
                     raise InvalidArgumentError(field, f"{v} is out of range", f"{min_side} to {self.limits.max_side}")
+        else:
+            w, h = self.probe(req.image, "image")
+        if s.size:
+            self.check_side(s.size, "size")
+            h, w = fit_long_side(h, w, s.size)
+        self.check_side(max(h, w), "image" if which == "image" and not s.size else "size")
+        if min(h, w) < min_side:
+            raise InvalidArgumentError("size" if s.size else which, f"shorter side {min(h, w)} px is too small",
+                                       f"at least {min_side} px")
+        self.check_work(dream_work(h, w, s, min_side), "steps", f"{w}x{h}, {s.octaves} octaves x {s.steps} steps")
+        if which == "noise":
             start = dream_noise(w, h, req.seed)
         else:
-            start = self.image(req.image, "image")
-        if size:
-            self.check_side(size, "size")
-            start = resize_long_side(start, size)
-        self.check_side(max(start.shape[-2:]), "image" if which == "image" and not size else "size")
-        if min(start.shape[-2:]) < min_side:
-            raise InvalidArgumentError("size" if size else which, f"shorter side {min(start.shape[-2:])} px is too small",
-                                       f"at least {min_side} px")
-        return start
+            start = self.image(req.image, "image", s.size)
+        return start if tuple(start.shape[-2:]) == (h, w) else resize_to(start, (h, w))
 
-    def _content_and_styles(self, req: Any, s: StyleSettings) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """The decoded content and style images of a RenderStyle or Evaluate request, checked."""
+    def _content_and_styles(self, req: Any, s: StyleSettings, min_side: int,
+                            content_side: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The content and style images of a RenderStyle or Evaluate request: every header checked
+        (sizes, shapes the network can take, the server's limits) before any image decodes, then
+        each decoded at the size the render uses (`content_side`: the content's longer side)."""
         if not req.HasField("content"):
             raise InvalidArgumentError("content", "no content image", "an encoded image")
-        if not req.styles:
-            if s.presets:  # feed-forward presets: the content alone
-                return self.image(req.content, "content"), ()
+        if not req.styles and not s.presets:
             raise InvalidArgumentError("styles", "no style image", "at least one style image (or presets)")
-        if sum(st.weight for st in s.styles) <= 0:
+        if req.styles and sum(st.weight for st in s.styles) <= 0:
             raise InvalidArgumentError("styles[0].weight", "style weights sum to 0", "weights >= 0 with a positive sum")
-        content = self.image(req.content, "content")
-        return content, tuple(self.image(st.image, f"styles[{i}].image") for i, st in enumerate(req.styles))
+        cw, ch = self.probe(req.content, "content")
+        sides = []
+        for i, st in enumerate(req.styles):
+            sw, sh = self.probe(st.image, f"styles[{i}].image")
+            side = style_side(content_side, s.styles[i].scale, (sh, sw), min_side)
+            if side > self.limits.max_side:
+                # A large scale, or a style so elongated that its shorter side needs this much.
+                field = f"styles[{i}].scale" if round(content_side * s.styles[i].scale) > self.limits.max_side \
+                    else f"styles[{i}].image"
+                raise InvalidArgumentError(field, f"the style would be used at {side} px, over the server's limit",
+                                           f"at most {self.limits.max_side} px: a smaller scale or size, or a less "
+                                           "elongated image")
+            sides.append(side)
+        content = self.image(req.content, "content", content_side if max(cw, ch) > content_side else 0)
+        return content, tuple(self.image(st.image, f"styles[{i}].image", sides[i]) for i, st in enumerate(req.styles))
 
     def style(self, req: pb.RenderStyleRequest) -> StyleJob:
         """Everything a style render needs, checked."""
+        check_strings(req)
         s = style_settings(req, default_model=self.default_style_model)
         if s.method == "feed_forward":
-            self._check_feed_forward(req, s)
+            min_side = self._check_feed_forward(req, s)
         else:
             spec = self.available_spec(s.model)
             check_layers(spec.name, spec.layer_names, s)
@@ -225,16 +292,25 @@ class RequestReader:
                 raise InvalidArgumentError("presets", "presets are feed-forward styles", "method feed_forward")
             if s.init == "feed_forward":
                 self.feed_forward_specs("arbitrary")
+            min_side = spec.min_side
         self.check_side(s.size, "size")
-        content, styles = self._content_and_styles(req, s)
+        if req.HasField("content"):
+            cw, ch = self.probe(req.content, "content")
+            check_content_side(s, min_side, (ch, cw))
+            if s.method != "feed_forward":
+                self.check_work(style_work(ch, cw, s, min_side), "iterations",
+                                f"size {s.size}, {s.scales} scales x {s.iterations} iterations")
+        if s.init == "image" and not req.HasField("init_image"):
+            raise InvalidArgumentError("init_image", "init is IMAGE but no init_image given", "an encoded image")
+        init_wh = self.probe(req.init_image, "init_image") if s.init == "image" else None
+        content, styles = self._content_and_styles(req, s, min_side, s.size)
         init = None
-        if s.init == "image":
-            if not req.HasField("init_image"):
-                raise InvalidArgumentError("init_image", "init is IMAGE but no init_image given", "an encoded image")
-            init = self.image(req.init_image, "init_image")
+        if init_wh is not None:
+            init = self.image(req.init_image, "init_image", s.size if max(init_wh) > s.size else 0)
         return StyleJob(s, content, styles, init)
 
-    def _check_feed_forward(self, req: pb.RenderStyleRequest, s: StyleSettings) -> None:
+    def _check_feed_forward(self, req: pb.RenderStyleRequest, s: StyleSettings) -> int:
+        """Checks a feed-forward request; returns the smallest side its networks take."""
         if s.presets and req.styles:
             raise InvalidArgumentError("presets", "presets together with style images", "presets or style images")
         if not s.presets and not req.styles:
@@ -251,9 +327,11 @@ class RequestReader:
             raise InvalidArgumentError("init", "feed_forward is an init of the optimiser", "method optimize")
         if s.precision == "bf16":  # onnxruntime runs these networks in fp32; auto resolves to it
             raise InvalidArgumentError("precision", "feed-forward runs in fp32 on onnxruntime", ["fp32", "auto"])
+        return max(spec.min_side for spec in specs)
 
     def evaluate(self, req: pb.EvaluateRequest) -> EvaluateJob:
         """An Evaluate request's settings and images (candidates within the model's and server's sizes)."""
+        check_strings(req)
         s = evaluate_settings(req, default_model=self.default_style_model)
         spec = self.available_spec(s.model)
         if not spec.supports_style and not req.content_layers and not req.style_layers:
@@ -264,13 +342,14 @@ class RequestReader:
             raise InvalidArgumentError("candidates", "no candidate images", f"1 to {MAX_CANDIDATES} images")
         if len(req.candidates) > MAX_CANDIDATES:
             raise InvalidArgumentError("candidates", f"{len(req.candidates)} candidates", f"at most {MAX_CANDIDATES}")
-        content, styles = self._content_and_styles(req, s)
-        cands = []
-        for i, c in enumerate(req.candidates):
-            arr = self.image(c, f"candidates[{i}]").numpy()
-            if min(arr.shape[-2:]) < spec.min_side:
-                raise InvalidArgumentError(f"candidates[{i}]", f"shorter side {min(arr.shape[-2:])} px is too small",
+        sizes = []
+        for i, c in enumerate(req.candidates):  # every header before any pixel decodes
+            w, h = self.probe(c, f"candidates[{i}]")
+            if min(w, h) < spec.min_side:
+                raise InvalidArgumentError(f"candidates[{i}]", f"shorter side {min(w, h)} px is too small",
                                            f"at least {spec.min_side} px")
-            self.check_side(max(arr.shape[-2:]), f"candidates[{i}]")
-            cands.append(arr)
-        return EvaluateJob(s, content.numpy(), tuple(x.numpy() for x in styles), tuple(cands))
+            self.check_side(max(w, h), f"candidates[{i}]")
+            sizes.append(max(w, h))
+        content, styles = self._content_and_styles(req, s, spec.min_side, max(sizes))
+        cands = tuple(self.image(c, f"candidates[{i}]").numpy() for i, c in enumerate(req.candidates))
+        return EvaluateJob(s, content.numpy(), tuple(x.numpy() for x in styles), cands)

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Callable
 from .engine.events import Queued
 from .memory import release_memory
 
-__all__ = ["QueueFullError", "Job", "Scheduler"]
+__all__ = ["QueueFullError", "QueuedPixelsError", "Job", "Scheduler"]
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -29,7 +29,18 @@ class QueueFullError(RuntimeError):
     def __init__(self, limit: int, retry_after: float) -> None:
         self.limit = limit
         self.retry_after = retry_after
-        super().__init__(f"render queue is full ({limit} waiting); retry in about {retry_after:.0f} s")
+        # One figure in the message and in RetryInfo (which carries retry_after, in ms).
+        super().__init__(f"render queue is full ({limit} waiting); retry in about {retry_after:.1f} s")
+
+
+class QueuedPixelsError(QueueFullError):
+    """The waiting jobs' decoded images would exceed the operator's memory budget (RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, queued: int, asked: int, limit: int, retry_after: float) -> None:
+        self.limit, self.retry_after = limit, retry_after
+        RuntimeError.__init__(self, f"waiting jobs hold {queued / 1e6:.1f} Mpx of images and this one {asked / 1e6:.1f} "
+                                    f"Mpx, over the server's {limit / 1e6:.0f} Mpx budget; retry in about "
+                                    f"{retry_after:.1f} s")
 
 
 # A job's body runs in the worker thread: work(emit, cancel) -> None. `emit` takes a ready
@@ -40,10 +51,11 @@ JobBody = Callable[[Callable[[Any], None], threading.Event], None]
 class Job:
     """One render: its body, its cancel flag, and the queue its responses flow through."""
 
-    def __init__(self, body: JobBody, make_queued: Callable[[Queued], Any], rpc: str) -> None:
+    def __init__(self, body: JobBody, make_queued: Callable[[Queued], Any], rpc: str, *, pixels: int = 0) -> None:
         self.id = uuid.uuid4().hex[:16]
         self.body = body
         self.rpc = rpc
+        self.pixels = pixels  # decoded image pixels the job holds until it runs
         self.make_queued = make_queued
         self.cancel = threading.Event()
         self.created = time.monotonic()
@@ -76,9 +88,10 @@ class Job:
 class Scheduler:
     """Runs jobs one at a time on a device; at most `max_queue` jobs wait behind the running one."""
 
-    def __init__(self, device: str, *, max_queue: int = 16) -> None:
+    def __init__(self, device: str, *, max_queue: int = 16, max_queued_pixels: int = 0) -> None:
         self.device = device
         self.max_queue = max_queue
+        self.max_queued_pixels = max_queued_pixels  # 0: no budget
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"render-{device}")
         self._waiting: collections.deque[Job] = collections.deque()
         self._running: Job | None = None
@@ -97,9 +110,13 @@ class Scheduler:
     def submit(self, job: Job) -> int:
         """Queue `job`; return its position (0 = starts now). Raises QueueFullError."""
         self._ensure_started()
+        busy = self._running is not None or bool(self._waiting)
+        typical = sum(self._recent) / len(self._recent) if self._recent else 30.0
         if len(self._waiting) >= self.max_queue and self._running is not None:
-            typical = sum(self._recent) / len(self._recent) if self._recent else 30.0
             raise QueueFullError(self.max_queue, typical)
+        queued = sum(j.pixels for j in self._waiting)
+        if busy and self.max_queued_pixels and queued + job.pixels > self.max_queued_pixels:
+            raise QueuedPixelsError(queued, job.pixels, self.max_queued_pixels, typical)
         self._waiting.append(job)
         position = job.position = len(self._waiting) - 1 + self.active
         assert self._wake is not None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -79,10 +80,17 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         self.scheduler = scheduler
         self.requests = requests
         self.server_id = server_id
+        self.decoder = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="decode")
+
+    async def _read(self, read: Callable[[Any], Any], request: Any) -> Any:
+        """Check and decode a request in the decode threads, never on the event loop (an 8000x8000
+        PNG takes seconds to decode, and health checks must answer meanwhile). Two at a time:
+        that also bounds the memory that decoding in flight holds."""
+        return await asyncio.get_running_loop().run_in_executor(self.decoder, read, request)
 
     async def _stream(self, body: Callable[[Callable[[Event], None], threading.Event], None],
                       response_type: type, context: Any, *, frame_format: str,
-                      result_format: str, rpc: str) -> AsyncIterator[Any]:
+                      result_format: str, rpc: str, pixels: int = 0) -> AsyncIterator[Any]:
         def convert(e: Event) -> list[Any]:
             return to_responses(e, response_type, frame_format=frame_format, result_format=result_format)
 
@@ -94,7 +102,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         peer = context.peer()
         # The caller's correlation id, when it sends one, goes into every log line of the job.
         request_id = next((str(v) for k, v in (context.invocation_metadata() or ()) if k == REQUEST_ID_KEY), "")
-        job = Job(run, lambda q: convert(q)[0], rpc)
+        job = Job(run, lambda q: convert(q)[0], rpc, pixels=pixels)
         position = self.scheduler.submit(job)
         log.info("job %s %s accepted at queue position %d (peer %s%s)", job.id, rpc, position, peer,
                  f", {REQUEST_ID_KEY} {request_id}" if request_id else "",
@@ -131,24 +139,24 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 self.metrics.iterations_per_second.labels(rpc).set(event.step / event.elapsed_seconds)
         return event
 
-    def _render(self, request: Any, context: Any, settings: Any, response_type: type, rpc: str,
+    def _render(self, request: Any, context: Any, job: Any, response_type: type, rpc: str,
                 body: Callable[[Callable[[Event], None], threading.Event], None]) -> AsyncIterator[Any]:
-        return self._stream(body, response_type, context, frame_format=settings.preview.format,
-                            result_format=result_format(request), rpc=rpc)
+        return self._stream(body, response_type, context, frame_format=job.settings.preview.format,
+                            result_format=result_format(request), rpc=rpc, pixels=job.pixels)
 
     # -- RPCs --------------------------------------------------------------------------
     async def RenderDream(self, request: pb.RenderDreamRequest, context: Any) -> AsyncIterator[pb.RenderDreamResponse]:
-        job = self.requests.dream(request)
+        job = await self._read(self.requests.dream, request)
 
         def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
             render_dream(self.cache.get(job.settings.model), job.start, settings=job.settings,
                          on_event=self.evaluator.dream_sink(sink, job.settings), cancel=cancel, device=self.cache.device)
 
-        async for r in self._render(request, context, job.settings, pb.RenderDreamResponse, "RenderDream", body):
+        async for r in self._render(request, context, job, pb.RenderDreamResponse, "RenderDream", body):
             yield r
 
     async def RenderStyle(self, request: pb.RenderStyleRequest, context: Any) -> AsyncIterator[pb.RenderStyleResponse]:
-        job = self.requests.style(request)
+        job = await self._read(self.requests.style, request)
         s = job.settings
 
         def scored(sink: Callable[[Event], None]) -> Callable[[Event], None]:
@@ -159,7 +167,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             init = job.init_image
             if s.init == "feed_forward":  # made here, in the worker: the job's first second is its painting
                 init = feed_forward_image(self.cache.feed_forward("arbitrary"), job.content, job.styles, s,
-                                          first_scale_side(s, net))
+                                          first_scale_side(s, net, job.content.shape[-2:]))
             render_style(net, job.content, job.styles, settings=s, init_image=init, on_event=scored(sink),
                          cancel=cancel, device=self.cache.device)
 
@@ -170,11 +178,11 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             render_feed_forward(nets, job.content, job.styles, settings=s, on_event=events, cancel=cancel)
 
         body = feed_forward if s.method == "feed_forward" else optimize
-        async for r in self._render(request, context, s, pb.RenderStyleResponse, "RenderStyle", body):
+        async for r in self._render(request, context, job, pb.RenderStyleResponse, "RenderStyle", body):
             yield r
 
     async def Evaluate(self, request: pb.EvaluateRequest, context: Any) -> pb.EvaluateResponse:
-        job = self.requests.evaluate(request)
+        job = await self._read(self.requests.evaluate, request)
         s, terms = job.settings, style_terms(job.settings)
 
         def run() -> list[dict[str, float]]:

@@ -3,7 +3,20 @@ from __future__ import annotations
 
 from typing import Iterable
 
-__all__ = ["InvalidArgumentError"]
+__all__ = ["InvalidArgumentError", "quoted"]
+
+# How much of a caller's string an error message repeats: a 4,000-character layer name echoed
+# whole pushed the status past the client's metadata limit, hiding the field violation.
+QUOTE_CHARS = 48
+
+
+def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
+    """repr(value), cut to `limit` characters with the full length said when it is longer."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, (str, bytes)) else f"{len(text)} characters as text"
+    return f"{text[:limit]}... ({size})"
 
 
 class InvalidArgumentError(ValueError):
@@ -19,8 +32,8 @@ class InvalidArgumentError(ValueError):
             items = list(allowed)
             shown = ", ".join(items[:40]) + (f", ... ({len(items)} in all)" if len(items) > 40 else "")
             allowed = f"one of: {shown}"
-        self.field = field
-        self.problem = problem
+        self.field = field[:200]
+        self.problem = problem if len(problem) <= 400 else problem[:400] + "..."  # a guard; callers quote()
         self.allowed = allowed or ""
-        msg = f"{field}: {problem}" + (f" (allowed: {self.allowed})" if self.allowed else "")
+        msg = f"{self.field}: {self.problem}" + (f" (allowed: {self.allowed})" if self.allowed else "")
         super().__init__(msg)

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from google.protobuf.message import Message
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, quoted
 from .settings import setting_fields
 
 __all__ = ["enum_prefix", "fill_request", "read_request"]
@@ -29,7 +29,7 @@ def _encode(msg: Message, name: str, value: Any, path: str) -> None:
         wire = enum_prefix(fd.enum_type) + str(value).upper()
         if wire not in fd.enum_type.values_by_name:
             allowed = [v.name[len(enum_prefix(fd.enum_type)):].lower() for v in fd.enum_type.values if v.number]
-            raise InvalidArgumentError(path, f"{value!r} is not a valid value", allowed)
+            raise InvalidArgumentError(path, f"{quoted(value)} is not a valid value", allowed)
         setattr(msg, name, fd.enum_type.values_by_name[wire].number)
     else:
         setattr(msg, name, value)

@@ -11,7 +11,7 @@ from typing import Mapping
 
 import torch
 
-from dreamrender.errors import InvalidArgumentError
+from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.models import FeatureNet, LayerSpec
 from dreamrender.settings import DreamSettings, DreamTerm
 
@@ -19,7 +19,9 @@ from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve
 from .imaging import preview_array, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
-__all__ = ["render_dream", "check_terms", "octave_sizes", "tile_spans", "dream_noise"]
+__all__ = ["render_dream", "check_terms", "octave_sizes", "tile_spans", "dream_noise", "dream_work", "MAX_TERMS"]
+
+MAX_TERMS = 32  # objective terms per request: each costs a pass over its layer every tile
 
 
 def dream_noise(width: int, height: int, seed: int) -> torch.Tensor:
@@ -37,6 +39,12 @@ def octave_sizes(h: int, w: int, octaves: int, scale: float, min_side: int) -> l
             break
         sizes.append((oh, ow))
     return sizes[::-1]
+
+
+def dream_work(h: int, w: int, s: DreamSettings, min_side: int) -> float:
+    """Pixel-steps a dream of an (h, w) start costs: each octave's pixels times the steps (what
+    one step's forward and backward scale with; the operator's --max-work caps it)."""
+    return float(sum(oh * ow for oh, ow in octave_sizes(h, w, s.octaves, s.octave_scale, min_side)) * s.steps)
 
 
 def tile_spans(n: int, tile: int) -> list[tuple[int, int]]:
@@ -149,10 +157,17 @@ def check_terms(model: str, layers: Mapping[str, LayerSpec], terms: tuple[DreamT
     """InvalidArgumentError naming the term field when a layer or channel does not exist."""
     if not terms:
         raise InvalidArgumentError("terms", "no objective terms", "at least one layer")
+    if len(terms) > MAX_TERMS:
+        raise InvalidArgumentError("terms", f"{len(terms)} terms", f"at most {MAX_TERMS}")
     for i, term in enumerate(terms):
         spec = layers.get(term.layer)
         if spec is None:
-            raise InvalidArgumentError(f"terms[{i}].layer", f"unknown layer {term.layer!r} of {model}", list(layers))
+            raise InvalidArgumentError(f"terms[{i}].layer", f"unknown layer {quoted(term.layer)} of {model}", list(layers))
+        # Each channel once: the list is then at most the layer's width, so its cost is bounded
+        # (100,000 copies of channel 0 made one step take 12 s instead of 0.01 s).
+        if len(set(term.channels)) != len(term.channels):
+            raise InvalidArgumentError(f"terms[{i}].channels", f"{len(term.channels) - len(set(term.channels))} "
+                                       "repeated channels", f"distinct channels, 0 to {spec.channels - 1}")
         for c in term.channels:
             if not 0 <= c < spec.channels:
                 raise InvalidArgumentError(f"terms[{i}].channels", f"channel {c} out of range for {term.layer}",

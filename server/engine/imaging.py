@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["to_tensor", "to_uint8", "resize_long_side", "resize_to", "preview_array"]
+__all__ = ["to_tensor", "to_uint8", "resize_long_side", "resize_to", "preview_array", "fit_long_side"]
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
@@ -29,10 +29,15 @@ def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
+def fit_long_side(h: int, w: int, side: int) -> tuple[int, int]:
+    """(height, width) of an h x w image scaled so that its longer side is `side`."""
+    scale = side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def resize_long_side(x: torch.Tensor, side: int) -> torch.Tensor:
     h, w = x.shape[-2:]
-    scale = side / max(h, w)
-    return resize_to(x, (max(1, round(h * scale)), max(1, round(w * scale))))
+    return resize_to(x, fit_long_side(h, w, side))
 
 
 def preview_array(x: torch.Tensor, max_side: int) -> np.ndarray:

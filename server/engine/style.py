@@ -7,13 +7,14 @@ jcjohnson/neural-style keeps it).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from dreamrender.errors import InvalidArgumentError
+from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings
 
@@ -21,7 +22,8 @@ from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve
 from .imaging import preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
-__all__ = ["render_style", "gram", "gram_loss", "scale_sides", "first_scale_side", "check_layers", "preserve_colors"]
+__all__ = ["render_style", "gram", "gram_loss", "scale_sides", "first_scale_side", "check_layers", "preserve_colors",
+           "style_work", "render_sides", "style_side", "check_content_side"]
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:
@@ -115,13 +117,45 @@ def scale_sides(size: int, scales: int, min_side: int = 64) -> list[int]:
     return sides[::-1]
 
 
-def _scale_floor(net: FeatureNet) -> int:
-    return max(64, net.min_side)
+def _floor_for(min_side: int, h: int, w: int) -> int:
+    """The smallest long side at which an h x w image keeps `min_side` on its shorter side (a
+    4000x40 image at long side 512 would be 5 px high, and VGG's pooling cannot take that)."""
+    return math.ceil(min_side * max(h, w) / min(h, w))
 
 
-def first_scale_side(s: StyleSettings, net: FeatureNet) -> int:
+def render_sides(s: StyleSettings, min_side: int, hw: Sequence[int]) -> list[int]:
+    """Long sides of a render's scales for content of size `hw`: coarse scales under 64 px, or
+    whose shorter side would be under the network's minimum, are dropped."""
+    h, w = hw
+    return scale_sides(s.size, s.scales, min_side=max(64, _floor_for(min_side, h, w)))
+
+
+def style_side(side: int, scale: float, hw: Sequence[int], min_side: int) -> int:
+    """The long side a style image of size `hw` is used at for a scale of long side `side`."""
+    return max(round(side * scale), _floor_for(min_side, *hw))
+
+
+def first_scale_side(s: StyleSettings, net: FeatureNet, hw: Sequence[int]) -> int:
     """The long side of a render's first (coarsest) scale: where a feed-forward init is made."""
-    return scale_sides(s.size, s.scales, min_side=_scale_floor(net))[0]
+    return render_sides(s, net.min_side, hw)[0]
+
+
+def check_content_side(s: StyleSettings, min_side: int, hw: Sequence[int], field: str = "content") -> None:
+    """InvalidArgumentError when the content's shorter side at `s.size` is under the network's minimum."""
+    h, w = hw
+    short = min(h, w) * s.size / max(h, w)
+    if short < min_side:
+        raise InvalidArgumentError(field, f"a {w}x{h} image has a shorter side of {short:.0f} px at size {s.size}",
+                                   f"at least {min_side} px on the shorter side: size >= {_floor_for(min_side, h, w)} "
+                                   "or a less elongated image")
+
+
+def style_work(h: int, w: int, s: StyleSettings, min_side: int) -> float:
+    """Pixel-iterations a Gatys render of an (h, w) content costs at `s.size` (each scale's
+    pixels times its iterations; the operator's --max-work caps it)."""
+    sides = render_sides(s, min_side, (h, w))
+    area = h * w * (s.size / max(h, w)) ** 2
+    return float(sum((side / s.size) ** 2 * area * s.iterations_at(i, len(sides)) for i, side in enumerate(sides)))
 
 
 def check_layers(model: str, names: Sequence[str], s: StyleSettings) -> None:
@@ -129,7 +163,7 @@ def check_layers(model: str, names: Sequence[str], s: StyleSettings) -> None:
     for field, items in (("content_layers", s.content_layers), ("style_layers", s.style_layers)):
         for i, item in enumerate(items):
             if item.layer not in names:
-                raise InvalidArgumentError(f"{field}[{i}].layer", f"unknown layer {item.layer!r} of {model}",
+                raise InvalidArgumentError(f"{field}[{i}].layer", f"unknown layer {quoted(item.layer)} of {model}",
                                            list(names))
 
 
@@ -156,7 +190,7 @@ class _Objective:
     """Loss terms of one scale against fixed targets."""
 
     def __init__(self, net: FeatureNet, s: StyleSettings, targets: _Targets, device: torch.device,
-                 precision: str) -> None:
+                 precision: str = "fp32") -> None:
         self.net, self.s, self.t, self.device, self.precision = net, s, targets, device, precision
         self.layers = list(dict.fromkeys([x.layer for x in s.content_layers] + [x.layer for x in s.style_layers]))
 
@@ -196,7 +230,7 @@ def _targets(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles: S
     total_w = sum(weights) or 1.0
     grams: dict[str, torch.Tensor] = {}
     for img, w, st_scale in zip(styles, weights, [st.scale for st in s.styles] or [1.0] * len(styles)):
-        st_side = max(net.min_side, round(side * st_scale))
+        st_side = style_side(side, st_scale, img.shape[-2:], net.min_side)
         feats = net(resize_long_side(img, st_side).to(device), s_layers)
         for layer in s_layers:
             g = gram(feats[layer]) * (w / total_w)
@@ -256,6 +290,15 @@ class _Tracker:
         self.on_event(Checkpoint(self.best.float().cpu().numpy().copy(), self.step, self.scale_index))
 
 
+# L-BFGS's first iterations run in fp32 whatever the precision. They take tiny steps (the first
+# has L1 norm lr over every pixel), and its curvature pairs are differences of gradients across
+# those steps: under bf16 that difference is mostly rounding noise, the scaling L-BFGS derives
+# from it comes out far too small, and a bf16 run from a content start went nowhere for its first
+# 25 iterations (bench/bench_precision.py). Once the history holds real curvature, bf16's noise
+# is small next to the steps.
+LBFGS_FP32_WARMUP = 10
+
+
 def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float,
                history: int) -> None:
     # L-BFGS works on the image in 0-255 units, as neural-style does: its first step has L1 norm
@@ -263,9 +306,12 @@ def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterat
     x255 = (x.detach() * 255).requires_grad_(True)
     opt = torch.optim.LBFGS([x255], lr=lr, max_iter=iterations, max_eval=iterations, history_size=history,
                             tolerance_grad=-1, tolerance_change=-1)
+    precision, calls = objective.precision, [0]
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=False)
+        objective.precision = precision if calls[0] >= LBFGS_FP32_WARMUP else "fp32"
+        calls[0] += 1
         img = x255 / 255
         total, terms = objective(img)
         total.backward()
@@ -273,6 +319,7 @@ def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterat
         return total
 
     opt.step(closure)
+    objective.precision = precision
 
 
 def _run_adam(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float) -> None:
@@ -317,7 +364,8 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     device = device or next(net.parameters()).device
     net = net.with_pooling(s.pooling)
     sink = on_event or (lambda _e: None)
-    sides = scale_sides(s.size, s.scales, min_side=_scale_floor(net))
+    check_content_side(s, net.min_side, content.shape[-2:])
+    sides = render_sides(s, net.min_side, content.shape[-2:])
     h, w = resize_long_side(content, s.size).shape[-2:]
     iters = [s.iterations_at(i, len(sides)) for i in range(len(sides))]
     clock = WorkClock(sum((side / max(h, w)) ** 2 * h * w * n for side, n in zip(sides, iters)))

@@ -32,10 +32,10 @@ def test_progress_and_result_report_the_precision_used(server, chelsea_bytes, pr
         assert events[-1].stats.precision == expected
 
 
-def test_unset_precision_is_fp32(server, chelsea_bytes):
+def test_unset_precision_is_auto(server, chelsea_bytes):
     with DreamClient(server.target) as c:
         events = list(c.render_dream(chelsea_bytes, octaves=1, steps=1, timeout=60))
-    assert events[-1].stats.precision == "fp32"
+    assert events[-1].stats.precision == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
 
 
 def test_bad_precision_is_invalid_argument_naming_the_field(server, chelsea_bytes):

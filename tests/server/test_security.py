@@ -53,9 +53,9 @@ def pki(tmp_path_factory) -> dict[str, Path]:
     out["ca"] = d / "ca.pem"
     out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     out["tokens"] = d / "tokens"
-    out["tokens"].write_text("old-token\ns3cret-token\n")
+    out["tokens"].write_text("old-token-0123456789\ns3cret-token-0123456789\n")
     out["token"] = d / "token"
-    out["token"].write_text("s3cret-token\n")
+    out["token"].write_text("s3cret-token-0123456789\n")
     return out
 
 
@@ -68,14 +68,14 @@ def secure_server(models_dir, pki):
 
 
 def test_tls_and_token(secure_server, pki, chelsea_bytes):
-    with DreamClient(secure_server.target, tls_ca=pki["ca"], token="s3cret-token") as c:
+    with DreamClient(secure_server.target, tls_ca=pki["ca"], token="s3cret-token-0123456789") as c:
         assert c.dream(chelsea_bytes, timeout=60, **FAST).startswith(b"\x89PNG")
         assert c.list_models()
-    with DreamClient(secure_server.target, tls_ca=pki["ca"], token="old-token") as c:  # rotation: both accepted
+    with DreamClient(secure_server.target, tls_ca=pki["ca"], token="old-token-0123456789") as c:  # rotation: both accepted
         assert c.list_models()
 
 
-@pytest.mark.parametrize("token", [None, "wrong", "s3cret-tokenX"])
+@pytest.mark.parametrize("token", [None, "wrong", "s3cret-token-0123456789X"])
 def test_wrong_or_missing_token_is_unauthenticated(secure_server, pki, chelsea_bytes, token):
     with DreamClient(secure_server.target, tls_ca=pki["ca"], token=token) as c:
         with pytest.raises(DreamError) as err:
@@ -88,7 +88,7 @@ def test_wrong_or_missing_token_is_unauthenticated(secure_server, pki, chelsea_b
 
 
 def test_plaintext_client_cannot_talk_to_tls_server(secure_server):
-    with DreamClient(secure_server.target, token="s3cret-token") as c, pytest.raises(DreamError) as err:
+    with DreamClient(secure_server.target, token="s3cret-token-0123456789") as c, pytest.raises(DreamError) as err:
         c.list_models(timeout=5)
     assert err.value.code == grpc.StatusCode.UNAVAILABLE
 

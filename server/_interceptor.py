@@ -27,6 +27,11 @@ def _oom_types() -> tuple[type[BaseException], ...]:
     return (MemoryError, torch.OutOfMemoryError)
 
 
+def _cpu_oom(exc: BaseException) -> bool:
+    """torch's CPU allocator reports failure as a plain RuntimeError (OutOfMemoryError is CUDA's)."""
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "not enough memory" in str(exc))
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
     """(status code, message, google.rpc detail messages) for an exception."""
     if isinstance(exc, InvalidArgumentError):
@@ -42,7 +47,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
         return grpc.StatusCode.UNAVAILABLE, str(exc), []
     if isinstance(exc, RenderCancelled):
         return grpc.StatusCode.CANCELLED, str(exc), []
-    if isinstance(exc, _oom_types()):
+    if isinstance(exc, _oom_types()) or _cpu_oom(exc):
         hint = "out of memory: try a smaller size, a smaller tile_size, or the adam optimizer"
         return grpc.StatusCode.RESOURCE_EXHAUSTED, hint, []
     if isinstance(exc, ValueError):  # any other domain error

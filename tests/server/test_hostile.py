@@ -49,3 +49,212 @@ def test_server_still_renders_after_corrupt_requests(server, chelsea_bytes):
     _raw_call(server.target, "RenderDream", b"\xff\xff")
     with DreamClient(server.target) as c:
         assert c.dream(chelsea_bytes, octaves=1, steps=1, timeout=60).startswith(b"\x89PNG")
+
+
+# -- 1. decoding off the loop, bounded ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def big_png() -> bytes:
+    """8000x8000 in one colour: about 200 KB on the wire, 192 MB decoded (the issue's reproduction)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8000, 8000), (90, 120, 200)).save(buf, format="PNG", compress_level=9)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def big_server(models_dir):
+    """dreamd's default input limit (64 Mpx), which the 8000x8000 image is under."""
+    srv = start_server(models_dir, max_input_pixels=64_000_000, max_side=4096)
+    yield srv
+    srv.stop()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return int(next(x for x in f if x.startswith("VmRSS")).split()[1]) / 1024
+
+
+def test_health_answers_while_a_maximal_image_decodes(big_server, big_png):
+    server = big_server
+    import threading
+    import time
+
+    from dreamrender.client import DreamClient
+
+    done = threading.Event()
+    outcome: list = []
+
+    def dream() -> None:
+        try:
+            with DreamClient(server.target) as c:
+                outcome.append(c.dream(pb.Image(data=big_png), size=64, octaves=1, steps=1, timeout=120))
+        except Exception as exc:  # reported by the assertion below
+            outcome.append(exc)
+        done.set()
+
+    with DreamClient(server.target) as c:
+        c.health(timeout=10)  # channel up before the clock starts
+        threading.Thread(target=dream, daemon=True).start()
+        worst = 0.0
+        while not done.is_set():
+            t = time.perf_counter()
+            assert c.health(timeout=10) == "SERVING"
+            worst = max(worst, time.perf_counter() - t)
+            time.sleep(0.02)
+    assert isinstance(outcome[0], bytes), outcome
+    # Before the fix the loop decoded for seconds (6.6 s stalls); 1 s leaves room for a loaded CI box.
+    assert worst < 1.0, f"health took {worst:.3f} s"
+
+
+def test_a_large_upload_is_decoded_at_the_size_the_render_needs(big_png):
+    from dreamrender.models import ModelStore
+    from dreamrender.server.requests import Limits, RequestReader
+
+    reader = RequestReader(limits=Limits(64_000_000, 4096), store=ModelStore(None), default_dream_model="tiny",
+                           default_style_model="tiny")
+    req = pb.RenderDreamRequest(model="tiny", image=pb.Image(data=big_png), size=300)
+    assert tuple(reader.dream(req).start.shape) == (1, 3, 300, 300)
+
+
+def test_refused_maximal_requests_leave_no_memory_behind(big_server, big_png):
+    server = big_server
+    from dreamrender.client import DreamClient, DreamError
+
+    with DreamClient(server.target) as c:
+        def refuse() -> None:
+            with pytest.raises(DreamError) as err:  # 8000 px is over max_side: refused from the header
+                list(c.render_dream(pb.Image(data=big_png), timeout=30))
+            assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and err.value.violations[0][0] == "image"
+
+        refuse()
+        idle = _rss_mb()
+        for _ in range(20):
+            refuse()
+    assert _rss_mb() - idle < 200
+
+
+def test_queued_images_have_a_memory_budget(models_dir, chelsea_bytes):
+    from dreamrender.client import DreamClient, DreamError
+
+    srv = start_server(models_dir, max_queued_pixels=10_000)  # chelsea_small is 96x64 = 6,144 px
+    try:
+        with DreamClient(srv.target) as c:
+            running = c.render_dream(noise=(256, 256), octaves=1, steps=1000, timeout=60)
+            next(iter(running))  # accepted: it runs, holding no queue budget
+            queued = c.render_dream(chelsea_bytes, octaves=1, steps=1, timeout=60)
+            assert isinstance(next(iter(queued)), pb.Accepted)
+            with pytest.raises(DreamError) as err:
+                list(c.render_dream(chelsea_bytes, octaves=1, steps=1, timeout=60))
+            assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "budget" in err.value.details
+            running.close()
+            queued.close()
+    finally:
+        srv.stop()
+
+
+# -- 2. shapes the network cannot take ---------------------------------------------------------
+
+def _png(w: int, h: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 100, 50)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("content,size", [((4000, 40), 32), ((4000, 40), 512), ((1, 7000), 64)])
+def test_elongated_content_is_refused_naming_the_field(server, content, size):
+    from dreamrender.client import DreamClient, DreamError
+
+    with DreamClient(server.target) as c, pytest.raises(DreamError) as err:
+        list(c.render_style(_png(*content), [DATA / "starry_small.png"], size=size, iterations=2, timeout=60))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.violations[0][0] == "content" and "shorter side" in err.value.details
+
+
+@pytest.mark.parametrize("style,scale", [((1000, 40), 1.0), ((40, 1000), 1.0), ((96, 64), 0.01)])
+def test_elongated_or_tiny_styles_render(server, chelsea_bytes, style, scale):
+    from dreamrender.client import DreamClient
+
+    data = _png(*style) if style != (96, 64) else (DATA / "starry_small.png").read_bytes()
+    with DreamClient(server.target) as c:
+        events = list(c.render_style(chelsea_bytes, [data], style_scales=[scale], size=64, scales=2, iterations=2,
+                                     timeout=120))
+    assert isinstance(events[-1], pb.Result)
+
+
+def test_style_scale_obeys_max_side(models_dir, chelsea_bytes):
+    from dreamrender.client import DreamClient, DreamError
+
+    srv = start_server(models_dir, max_side=512)
+    try:
+        with DreamClient(srv.target) as c, pytest.raises(DreamError) as err:
+            list(c.render_style(chelsea_bytes, [DATA / "starry_small.png"], style_scales=[8.0], size=256, timeout=60))
+        assert err.value.violations[0][0] == "styles[0].scale" and "512" in err.value.details
+    finally:
+        srv.stop()
+
+
+# -- 3. out of memory on the CPU ---------------------------------------------------------------
+
+def test_cpu_out_of_memory_is_resource_exhausted(server, chelsea_bytes, monkeypatch):
+    import torch
+
+    import dreamrender.server.servicer as service
+    from dreamrender.client import DreamClient, DreamError
+
+    def huge(*_a, **_k):
+        torch.empty(2**60, dtype=torch.uint8)  # the CPU allocator's own failure (a RuntimeError, not OutOfMemoryError)
+
+    monkeypatch.setattr(service, "render_dream", huge)
+    with DreamClient(server.target) as c, pytest.raises(DreamError) as err:
+        c.dream(chelsea_bytes, timeout=30)
+    assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "out of memory" in err.value.details
+
+
+# -- 4. bounded request cost -------------------------------------------------------------------
+
+def test_repeated_channels_are_refused(server, chelsea_bytes):
+    from dreamrender.client import DreamClient, DreamError
+
+    with DreamClient(server.target) as c, pytest.raises(DreamError) as err:
+        list(c.render_dream(chelsea_bytes, layer="relu1_1", channels=[0] * 100_000, timeout=30))
+    assert err.value.violations[0][0] == "terms[0].channels" and "repeated" in err.value.details
+
+
+def test_work_over_the_limit_is_refused_with_the_estimate(models_dir):
+    from dreamrender.client import DreamClient, DreamError
+
+    srv = start_server(models_dir, max_work=1.0)
+    try:
+        with DreamClient(srv.target) as c:
+            with pytest.raises(DreamError) as err:
+                list(c.render_dream(noise=(512, 512), octaves=1, steps=10, timeout=30))
+            assert err.value.violations[0][0] == "steps" and "3 Mpx-steps" in err.value.details
+            with pytest.raises(DreamError) as err:
+                list(c.render_style(DATA / "chelsea_small.png", [DATA / "starry_small.png"], size=512, scales=1,
+                                    iterations=100, timeout=30))
+            assert err.value.violations[0][0] == "iterations" and "Mpx-steps" in err.value.details
+            assert c.dream(noise=(64, 64), octaves=1, steps=1, timeout=60).startswith(b"\x89PNG")
+    finally:
+        srv.stop()
+
+
+# -- 5. long strings ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,field", [(dict(model="m" * 5000), "model"),
+                                          (dict(layer="l" * 5000), "terms[0].layer"),
+                                          (dict(layer="l" * 100), "terms[0].layer")])
+def test_long_strings_are_refused_and_not_echoed(server, chelsea_bytes, kwargs, field):
+    from dreamrender.client import DreamClient, DreamError
+
+    with DreamClient(server.target) as c, pytest.raises(DreamError) as err:
+        list(c.render_dream(chelsea_bytes, timeout=30, **kwargs))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and err.value.violations[0][0] == field
+    assert len(err.value.details) < 1000

@@ -53,7 +53,7 @@ def pki(tmp_path_factory) -> dict[str, Path]:
     out["ca"] = d / "ca.pem"
     out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     out["tokens"] = d / "tokens"
-    out["tokens"].write_text("old-token-0123456789\ns3cret-token-0123456789\n")
+    out["tokens"].write_text("# production tokens\nold-token-0123456789\n\nshort\ns3cret-token-0123456789\n")
     out["token"] = d / "token"
     out["token"].write_text("s3cret-token-0123456789\n")
     return out
@@ -117,3 +117,40 @@ def test_mutual_tls(models_dir, pki, chelsea_bytes):
         assert err.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("token", ["# production tokens", "short"])
+def test_comment_lines_and_short_lines_are_not_tokens(secure_server, pki, chelsea_bytes, token):
+    with DreamClient(secure_server.target, tls_ca=pki["ca"], token=token) as c, pytest.raises(DreamError) as err:
+        c.list_models()
+    assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_token_file_without_a_valid_token_refuses_to_start(tmp_path, caplog):
+    from dreamrender.server._security import load_tokens
+
+    f = tmp_path / "tokens"
+    f.write_text("# production tokens\nshort\n\n")
+    with pytest.raises(ValueError, match="no valid token"):
+        load_tokens(f)
+    assert "line 2" in caplog.text and "short" not in caplog.text.replace("shorter", "")
+    r = subprocess.run([str(Path(sys.executable).parent / "dreamd"), "--listen", "127.0.0.1:0",
+                        "--auth-token-file", str(f)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "no valid token" in r.stderr
+
+
+def test_reflection_under_tokens_is_unauthenticated_not_unknown(secure_server, pki, caplog):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    creds = grpc.ssl_channel_credentials(pki["ca"].read_bytes())
+    with grpc.secure_channel(secure_server.target, creds) as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        req = reflection_pb2.ServerReflectionRequest(list_services="")
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.ServerReflectionInfo(iter([req]), timeout=10))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        md = [("authorization", "Bearer s3cret-token-0123456789")]
+        answer = list(stub.ServerReflectionInfo(iter([req]), metadata=md, timeout=10))
+    names = {s.name for s in answer[0].list_services_response.service}
+    assert "dreamrender.v1.DreamRenderService" in names
+    assert "TypeError" not in caplog.text

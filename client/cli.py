@@ -380,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         field = f" [{', '.join(f for f, _ in err.violations)}]" if err.violations else ""
         print(f"dreamctl: {err.code.name}{field}: {err.details}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `dreamctl models | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except (ValueError, OSError) as err:
         print(f"dreamctl: {type(err).__name__}: {err}", file=sys.stderr)
         return 1

@@ -68,6 +68,9 @@ class ServerConfig:
     max_message_mb: int = _cfg(MAX_MESSAGE_MB, "largest gRPC message in MiB, each way")
     pull: tuple[str, ...] = _cfg((), "fetch this model's weights at start (repeatable)", metavar="MODEL")
     grace: float = _cfg(30.0, "seconds running jobs get to finish on SIGTERM")
+    keepalive: float = _cfg(10.0, "seconds between HTTP/2 pings to each client; a client that misses one for "
+                                  "--keepalive-timeout is gone, and its render stops (0: no pings)")
+    keepalive_timeout: float = _cfg(10.0, "seconds a keepalive ping may go unanswered")
     server_id: str = _cfg(None, "name of this replica in Accepted events (default: HOST:PID)", factory=_server_id)
     default_dream_model: str = _cfg(default_of(DreamSettings, "model"), "model of dreams that name none")
     default_style_model: str = _cfg(default_of(StyleSettings, "model"), "model of style transfers that name none")
@@ -167,6 +170,12 @@ def create_server(config: ServerConfig) -> Server:
         metrics.track_scheduler(str(device), lambda: scheduler.queue_depth, lambda: scheduler.active)
     options = [("grpc.max_send_message_length", config.max_message_bytes),
                ("grpc.max_receive_message_length", config.max_message_bytes)]
+    if config.keepalive > 0:
+        # A peer that vanished without closing (or a stopped process) answers no ping: grpc then
+        # ends its calls, and the render stops within about keepalive + timeout seconds.
+        options += [("grpc.keepalive_time_ms", int(config.keepalive * 1000)),
+                    ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout * 1000)),
+                    ("grpc.http2.max_pings_without_data", 0)]
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(metrics)]
     if config.auth_token_file:
         interceptors.append(TokenAuthInterceptor(load_tokens(config.auth_token_file)))

@@ -60,7 +60,14 @@ class Job:
         self.cancel = threading.Event()
         self.created = time.monotonic()
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue = asyncio.Queue()
+        # What waits for the caller to read it. Once _BACKLOG responses wait, progress, frames and
+        # scores are "latest wins": a newer one replaces the oldest waiting one of its kind, so a
+        # caller that stops reading holds a bounded backlog (a stalled client with a PNG preview
+        # every step once grew the server by 470 MB in 30 s). A caller that keeps up loses nothing.
+        # Queue positions, result chunks, the result and the end are always kept.
+        self._pending: collections.deque[Any] = collections.deque()
+        self._ready = asyncio.Event()
+        self.dropped = 0
         self.started = False
         self.finished = False
         self.position = 0
@@ -68,21 +75,50 @@ class Job:
 
     def emit(self, response: Any) -> None:
         """Thread-safe: hand a response to the caller's stream."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, response)
+        self._loop.call_soon_threadsafe(self._push, response)
+
+    def _push(self, item: Any) -> None:
+        kind = _kind(item)
+        if kind in _LATEST_WINS and len(self._pending) >= _BACKLOG:
+            for i, old in enumerate(self._pending):
+                if _kind(old) == kind:
+                    del self._pending[i]
+                    self.dropped += 1
+                    break
+        self._pending.append(item)
+        self._ready.set()
+
+    @property
+    def pending(self) -> int:
+        """Responses waiting for the caller to read them."""
+        return len(self._pending)
 
     def _finish(self, error: BaseException | None) -> None:
         self.finished = True
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, error if error is not None else _DONE)
+        self._loop.call_soon_threadsafe(self._push, error if error is not None else _DONE)
 
     async def responses(self) -> AsyncIterator[Any]:
         """The job's responses until it ends; re-raises the body's exception."""
         while True:
-            item = await self._queue.get()
+            while not self._pending:
+                self._ready.clear()
+                await self._ready.wait()
+            item = self._pending.popleft()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+
+_LATEST_WINS = ("progress", "frame", "scores")
+_BACKLOG = 8
+
+
+def _kind(item: Any) -> str | None:
+    """The event kind of a response message (None for the end marker or an error)."""
+    which = getattr(item, "WhichOneof", None)
+    return which("event") if which is not None else None
 
 
 class Scheduler:
@@ -105,7 +141,8 @@ class Scheduler:
 
     @property
     def active(self) -> int:
-        return 1 if self._running is not None else 0
+        # A job whose body has ended is only releasing memory: a newcomer is next, at position 0.
+        return 1 if self._running is not None and not self._running.finished else 0
 
     def submit(self, job: Job) -> int:
         """Queue `job`; return its position (0 = starts now). Raises QueueFullError."""

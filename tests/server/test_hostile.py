@@ -258,3 +258,50 @@ def test_long_strings_are_refused_and_not_echoed(server, chelsea_bytes, kwargs, 
         list(c.render_dream(chelsea_bytes, timeout=30, **kwargs))
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and err.value.violations[0][0] == field
     assert len(err.value.details) < 1000
+
+
+# -- 9. a client that stops reading ------------------------------------------------------------
+
+_STALLING_CLIENT = """
+import sys
+from dreamrender.client import DreamClient
+with DreamClient(sys.argv[1]) as c:
+    for ev in c.render_dream(noise=(512, 512), octaves=1, steps=1000, preview={"every": 1, "format": "png"},
+                             timeout=300):
+        print(type(ev).__name__, flush=True)
+"""
+
+
+def test_a_stopped_client_is_detected_and_its_backlog_stays_bounded(models_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    srv = start_server(models_dir, keepalive=1.0, keepalive_timeout=1.0)
+    script = tmp_path / "stall.py"
+    script.write_text(_STALLING_CLIENT)
+    proc = subprocess.Popen([sys.executable, str(script), srv.target], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        seen = []
+        for line in proc.stdout:  # wait until frames flow
+            seen.append(line.strip())
+            if line.startswith("Frame"):
+                break
+        assert seen[-1:] == ["Frame"] and srv.scheduler.active, (seen, proc.poll() is not None and proc.stderr.read())
+        stopped = time.monotonic()
+        os.kill(proc.pid, signal.SIGSTOP)  # alive, connected, reading nothing, answering no ping
+        worst, deadline = 0, time.monotonic() + 20
+        while srv.scheduler.active and time.monotonic() < deadline:
+            job = srv.scheduler._running
+            worst = max(worst, job.pending if job is not None else 0)
+            time.sleep(0.05)
+        assert not srv.scheduler.active, "the render went on for a client that stopped 20 s ago"
+        print(f"stopped client detected after {time.monotonic() - stopped:.1f} s")
+        assert worst <= 12  # the backlog: 8, plus the kinds that are always kept
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        srv.stop()

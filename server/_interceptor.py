@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any, AsyncIterator
 
 import grpc
@@ -16,7 +17,8 @@ from dreamrender.models import WeightsError
 from .engine.runtime import RenderCancelled, ServerShuttingDown
 from .scheduler import QueueFullError
 
-__all__ = ["ErrorInterceptor", "status_for"]
+__all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome"]
+
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,31 @@ def _safe_deserializer(deserializer: Any, method: str) -> Any:
     return parse
 
 
+class CallOutcome:
+    """One streaming call: its deadline (read when it starts: touching a context after its call
+    ended can crash grpc's aio layer) and whether its result went out."""
+
+    def __init__(self, context: Any) -> None:
+        remaining = context.time_remaining()
+        self.deadline = None if remaining is None else time.monotonic() + remaining
+        self.delivered = False
+
+
+def ended_as(call: "CallOutcome") -> str:
+    """The outcome of a call that ended without a status of ours: OK once its result went out (a
+    caller may close the stream right after it), DEADLINE_EXCEEDED when its deadline passed, else
+    CANCELLED (the caller went away)."""
+    if call.delivered:
+        return "OK"
+    # grpc's deadline timer may fire a few ms before our reading of it says: 100 ms of slack (a
+    # caller cancelling that close to its deadline is indistinguishable from one that ran out).
+    late = call.deadline is not None and time.monotonic() >= call.deadline - _DEADLINE_SLACK
+    return "DEADLINE_EXCEEDED" if late else "CANCELLED"
+
+
+_DEADLINE_SLACK = 0.1
+
+
 def _code_name(context: grpc.aio.ServicerContext) -> str:
     code = context.code()
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
@@ -106,7 +133,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         self.metrics = metrics
 
     @contextlib.asynccontextmanager
-    async def _outcome(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    async def _outcome(self, method: str, context: grpc.aio.ServicerContext,
+                       call: "CallOutcome | None" = None) -> AsyncIterator[None]:
         """Around one handler: an exception becomes its status (`status_for`), and the call's final
         code is counted in `metrics` *before* the status goes out, so a client that scrapes /metrics
         right after its call sees it. (Not a done-callback: it can run after the client has its
@@ -123,8 +151,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("unexpected error", exc_info=exc)
             self._count(method, code.name)
             await context.abort(code, message, trailing_metadata=_trailers(code, message, details))
-        except BaseException:  # asyncio.CancelledError: the caller cancelled or its deadline passed
-            self._count(method, "CANCELLED")
+        except BaseException:  # asyncio.CancelledError / GeneratorExit: the call ended under the handler
+            self._count(method, ended_as(call) if call is not None else "CANCELLED")
             raise
         else:
             self._count(method, "OK")
@@ -143,11 +171,14 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with self._outcome(method, context):
+                call = CallOutcome(context)
+                async with self._outcome(method, context, call):
                     if isinstance(request, _Unparsable):
                         raise request.refuse()
                     async for response in inner_stream(request, context):
                         yield response
+                        if response.WhichOneof("event") == "result":
+                            call.delivered = True
 
             return handler._replace(unary_stream=unary_stream, request_deserializer=parse)
         if handler.unary_unary is not None:

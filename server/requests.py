@@ -98,7 +98,9 @@ def _preview(req: Any, default: PreviewSettings) -> PreviewSettings:
 
 
 def result_format(req: Any) -> str:
-    """The result encoding a request asks for ("png" unless it says JPEG)."""
+    """The result encoding a request asks for ("png" unless it says JPEG); unknown values refused."""
+    if req.result_format not in pb.ImageFormat.values():
+        raise InvalidArgumentError("result_format", f"unknown enum value {req.result_format}", ["png", "jpeg"])
     return "jpeg" if req.result_format == pb.IMAGE_FORMAT_JPEG else "png"
 
 
@@ -219,6 +221,7 @@ class RequestReader:
 
     def dream(self, req: pb.RenderDreamRequest) -> DreamJob:
         check_strings(req)
+        result_format(req)
         s = dream_settings(req, default_model=self.default_dream_model)
         spec = self.available_spec(s.model)
         if not s.terms:
@@ -282,6 +285,7 @@ class RequestReader:
     def style(self, req: pb.RenderStyleRequest) -> StyleJob:
         """Everything a style render needs, checked."""
         check_strings(req)
+        result_format(req)
         s = style_settings(req, default_model=self.default_style_model)
         if s.method == "feed_forward":
             min_side = self._check_feed_forward(req, s)

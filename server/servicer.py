@@ -15,6 +15,7 @@ from dreamrender.models import (FEED_FORWARD_MODELS, FeatureNet, ModelStore, get
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
+from ._interceptor import CallOutcome, ended_as, status_for
 from .engine import native_bf16, render_dream, render_style
 from .engine.feedforward import FeedForwardNets, feed_forward_image, free_size_model, onnx_session, render_feed_forward
 from .engine.style import first_scale_side
@@ -109,16 +110,19 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                  extra={"job_id": job.id, "rpc": rpc, "peer": peer, "request_id": request_id})
         yield convert(Accepted(job.id, position, self.server_id))[0]
         started = time.monotonic()
-        status = "OK"
+        status, call = "OK", CallOutcome(context)
         try:
             async for response in job.responses():
                 yield response
+                call.delivered = call.delivered or response.WhichOneof("event") == "result"
         except BaseException as exc:
-            status = type(exc).__name__
+            # A caller that closes its stream right after the result got what it asked for: OK.
+            if not call.delivered:
+                status = status_for(exc)[0].name if isinstance(exc, Exception) else ended_as(call)
             raise
         finally:
-            if not job.finished:
-                status = "CANCELLED"
+            if not job.finished and not call.delivered:
+                status = ended_as(call)
             self.scheduler.withdraw(job)  # no-op for a finished job
             elapsed = time.monotonic() - started
             if self.metrics is not None and job.started:

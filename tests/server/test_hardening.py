@@ -208,7 +208,7 @@ def _rss_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
-def test_cancel_and_repeat_keeps_memory_and_threads_flat(server, capsys):
+def test_cancel_and_repeat_keeps_memory_and_threads_flat(server):
     def once() -> None:
         with DreamClient(server.target) as c:
             stream = c.render_dream(noise=(384, 384), octaves=1, steps=1000, timeout=60)
@@ -226,9 +226,7 @@ def test_cancel_and_repeat_keeps_memory_and_threads_flat(server, capsys):
     for _ in range(12):
         once()
     rss1, threads1 = _rss_mb(), threading.active_count()
-    with capsys.disabled():
-        print(f"\ncancel-and-repeat x12: RSS {rss0:.0f} -> {rss1:.0f} MB, threads {threads0} -> {threads1}")
-    assert rss1 - rss0 < 30 and threads1 <= threads0 + 1
+    assert rss1 - rss0 < 30 and threads1 <= threads0 + 1, (rss0, rss1, threads0, threads1)
 
 
 def test_out_of_memory_is_resource_exhausted_and_server_goes_on(server, chelsea_bytes, monkeypatch):

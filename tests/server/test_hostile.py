@@ -291,7 +291,6 @@ def test_a_stopped_client_is_detected_and_its_backlog_stays_bounded(models_dir, 
             if line.startswith("Frame"):
                 break
         assert seen[-1:] == ["Frame"] and srv.scheduler.active, (seen, proc.poll() is not None and proc.stderr.read())
-        stopped = time.monotonic()
         os.kill(proc.pid, signal.SIGSTOP)  # alive, connected, reading nothing, answering no ping
         worst, deadline = 0, time.monotonic() + 20
         while srv.scheduler.active and time.monotonic() < deadline:
@@ -299,9 +298,89 @@ def test_a_stopped_client_is_detected_and_its_backlog_stays_bounded(models_dir, 
             worst = max(worst, job.pending if job is not None else 0)
             time.sleep(0.05)
         assert not srv.scheduler.active, "the render went on for a client that stopped 20 s ago"
-        print(f"stopped client detected after {time.monotonic() - stopped:.1f} s")
         assert worst <= 12  # the backlog: 8, plus the kinds that are always kept
     finally:
         proc.kill()
         proc.wait(timeout=10)
         srv.stop()
+
+
+# -- also: outcomes in the log and the metrics -------------------------------------------------
+
+def _metrics(srv) -> str:
+    import urllib.request
+
+    return urllib.request.urlopen(f"http://127.0.0.1:{srv.server.metrics_port}/metrics", timeout=10).read().decode()
+
+
+def _wait_for(srv, line: str) -> str:
+    import time
+
+    deadline, text = time.monotonic() + 20, ""
+    while line not in text and time.monotonic() < deadline:  # the server hears of a close after the client
+        text = _metrics(srv)
+        time.sleep(0.05)
+    return text
+
+
+def test_a_delivered_result_is_ok_in_log_and_metrics(models_dir, chelsea_bytes, caplog, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from dreamrender.client import DreamClient
+
+    srv = start_server(models_dir, metrics_port=0)
+    try:
+        with caplog.at_level(logging.INFO, logger="dreamrender"):
+            with DreamClient(srv.target) as c:  # an SDK caller that stops reading at the result
+                for ev in c.render_dream(chelsea_bytes, octaves=1, steps=2, timeout=60):
+                    if isinstance(ev, pb.Result):
+                        break
+                for ev in c.render_style(chelsea_bytes, [DATA / "starry_small.png"], size=48, scales=1,
+                                         iterations=2, timeout=60):
+                    if isinstance(ev, pb.Result):
+                        break
+            cli = [str(Path(sys.executable).parent / "dreamctl"), "--server", srv.target]
+            for args in (["dream", str(DATA / "chelsea_small.png"), "--octaves", "1", "--steps", "2"],
+                         ["style", str(DATA / "chelsea_small.png"), str(DATA / "starry_small.png"), "--size", "48",
+                          "--scales", "1", "--iterations", "2"]):
+                r = subprocess.run(cli + args + ["-o", str(tmp_path / "o.png")], capture_output=True, text=True,
+                                   timeout=120)
+                assert r.returncode == 0, r.stderr
+            text = _wait_for(srv, 'dreamrender_requests_total{code="OK",rpc="RenderStyle"} 2.0')
+    finally:
+        srv.stop()
+    for rpc in ("RenderDream", "RenderStyle"):
+        assert f'dreamrender_requests_total{{code="OK",rpc="{rpc}"}} 2.0' in text, text
+        assert f'code="CANCELLED",rpc="{rpc}"' not in text
+    ended = [r.getMessage() for r in caplog.records if " ended: " in r.getMessage()]
+    assert len(ended) == 4 and all(" ended: OK " in m for m in ended), ended
+
+
+def test_deadline_exceeded_is_counted_as_such(models_dir):
+    from dreamrender.client import DreamClient, DreamError
+
+    srv = start_server(models_dir, metrics_port=0)
+    try:
+        with DreamClient(srv.target) as c, pytest.raises(DreamError) as err:
+            list(c.render_dream(noise=(256, 256), octaves=1, steps=1000, timeout=1.5))
+        assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        text = _wait_for(srv, 'dreamrender_requests_total{code="DEADLINE_EXCEEDED",rpc="RenderDream"} 1.0')
+    finally:
+        srv.stop()
+    assert 'dreamrender_requests_total{code="DEADLINE_EXCEEDED",rpc="RenderDream"} 1.0' in text
+    assert 'code="CANCELLED",rpc="RenderDream"' not in text
+
+
+def test_unknown_result_format_is_invalid_argument(server, chelsea_bytes):
+    from dreamrender.client import DreamClient, DreamError
+
+    from dreamrender.client import dream_request
+    from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
+
+    req = dream_request(chelsea_bytes)
+    req.result_format = 99  # the SDK refuses to send it; a raw client can
+    with grpc.insecure_channel(server.target) as ch, pytest.raises(grpc.RpcError) as err:
+        list(pb_grpc.DreamRenderServiceStub(ch).RenderDream(req, timeout=30))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "result_format" in err.value.details()

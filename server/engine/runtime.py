@@ -32,15 +32,24 @@ def check_cancel(cancel: CancelToken | None) -> None:
 
 
 class WorkClock:
-    """Elapsed time and ETA over units of work of unequal cost (pixels x steps)."""
+    """Elapsed time and ETA over units of work of unequal cost (pixels x steps).
+
+    The ETA comes from measured steps only: the rate is taken from the end of the first step on,
+    so set-up before it (style targets, a model's first run) does not inflate the estimate (a
+    style render's first ETA once said 2217 s for a 201 s run). It is 0, unknown, until a second
+    step has been timed.
+    """
 
     def __init__(self, total_work: float) -> None:
         self.start = time.perf_counter()
         self.total = max(total_work, 1e-9)
         self.done = 0.0
+        self._mark: tuple[float, float] | None = None  # (time, work done) at the first step's end
 
     def add(self, work: float) -> None:
         self.done += work
+        if self._mark is None:
+            self._mark = (time.perf_counter(), self.done)
 
     @property
     def elapsed(self) -> float:
@@ -48,9 +57,10 @@ class WorkClock:
 
     @property
     def eta(self) -> float:
-        if self.done <= 0:
+        if self._mark is None or self.done <= self._mark[1]:
             return 0.0
-        return max(0.0, self.elapsed / self.done * (self.total - self.done))
+        t0, d0 = self._mark
+        return max(0.0, (time.perf_counter() - t0) / (self.done - d0) * (self.total - self.done))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

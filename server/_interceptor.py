@@ -11,7 +11,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from dreamrender.errors import InvalidArgumentError
+from dreamrender.errors import InvalidArgumentError, describe
 from dreamrender.models import WeightsError
 
 from .engine.runtime import RenderCancelled, ServerShuttingDown
@@ -78,8 +78,7 @@ class _Unparsable:
         self.type_name, self.error = type_name, error
 
     def refuse(self) -> InvalidArgumentError:
-        why = f"{type(self.error).__name__}: {self.error}"[:200]
-        return InvalidArgumentError("request", f"cannot parse the {self.type_name} ({why})",
+        return InvalidArgumentError("request", f"cannot parse the {self.type_name} ({describe(self.error)})",
                                     f"a serialized {self.type_name} (valid protobuf, strings in UTF-8)")
 
 
@@ -103,6 +102,10 @@ class CallOutcome:
         remaining = context.time_remaining()
         self.deadline = None if remaining is None else time.monotonic() + remaining
         self.delivered = False
+
+    def saw(self, response: Any) -> None:
+        """Note a response sent to the caller (the result marks the call delivered)."""
+        self.delivered = self.delivered or response.WhichOneof("event") == "result"
 
 
 def ended_as(call: "CallOutcome") -> str:
@@ -177,8 +180,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                         raise request.refuse()
                     async for response in inner_stream(request, context):
                         yield response
-                        if response.WhichOneof("event") == "result":
-                            call.delivered = True
+                        call.saw(response)
 
             return handler._replace(unary_stream=unary_stream, request_deserializer=parse)
         if handler.unary_unary is not None:

@@ -3,13 +3,12 @@ and encoding of frames and results."""
 from __future__ import annotations
 
 import io
-import re
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from dreamrender.errors import InvalidArgumentError, quoted
+from dreamrender.errors import InvalidArgumentError, describe, quoted
 
 __all__ = ["decode_image", "probe_image", "encode_image", "MEDIA_TYPES"]
 
@@ -45,7 +44,7 @@ def _open(data: bytes, field: str, *, max_pixels: int, media_type: str) -> Image
         raise InvalidArgumentError(field, f"image is over the server's pixel limit ({exc})",
                                    f"at most {max_pixels} pixels") from None
     except Exception as exc:  # PIL raises many types for bad or truncated bytes
-        raise InvalidArgumentError(field, f"cannot decode image ({_why(exc)})", _ALLOWED) from None
+        raise InvalidArgumentError(field, f"cannot decode image ({describe(exc)})", _ALLOWED) from None
     w, h = img.size
     if w == 0 or h == 0:
         raise InvalidArgumentError(field, "image has zero size", "at least 1x1 pixels")
@@ -59,11 +58,6 @@ def _open(data: bytes, field: str, *, max_pixels: int, media_type: str) -> Image
         raise InvalidArgumentError(f"{field}.media_type", f"says {quoted(media_type)} but the bytes are {actual}",
                                    f"{actual} or empty (detect)")
     return img
-
-
-def _why(exc: BaseException) -> str:
-    """An exception as the error message quotes it: its type and text, without object addresses."""
-    return re.sub(r" at 0x[0-9a-f]+", "", f"{type(exc).__name__}: {exc}")[:200]
 
 
 def decode_image(data: bytes, field: str, *, max_pixels: int, media_type: str = "",
@@ -97,7 +91,7 @@ def decode_image(data: bytes, field: str, *, max_pixels: int, media_type: str = 
         raise InvalidArgumentError(field, f"image is over the server's pixel limit ({exc})",
                                    f"at most {max_pixels} pixels") from None
     except Exception as exc:  # PIL raises many types for bad or truncated bytes
-        raise InvalidArgumentError(field, f"cannot decode image ({_why(exc)})", _ALLOWED) from None
+        raise InvalidArgumentError(field, f"cannot decode image ({describe(exc)})", _ALLOWED) from None
     img = _to_rgb(img)
     factor = max(img.size) // min_long_side if min_long_side else 1
     return img.reduce(factor) if factor >= 2 else img

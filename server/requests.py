@@ -172,13 +172,15 @@ class RequestReader:
         self.default_dream_model = default_dream_model
         self.default_style_model = default_style_model
 
-    def image(self, image: pb.Image, field: str, long_side: int = 0) -> torch.Tensor:
+    def image(self, image: pb.Image, field: str, long_side: int = 0,
+              size: tuple[int, int] | None = None) -> torch.Tensor:
         """A request image decoded to a (1, 3, H, W) tensor, within the pixel limit.
 
         With `long_side`, a larger image comes out with exactly that longer side: it is decoded
-        at reduced scale where the format allows, so memory follows what the render needs.
+        at reduced scale where the format allows, so memory follows what the render needs. A
+        smaller one keeps its size. `size` is its (width, height) when the caller probed it already.
         """
-        w, h = self.probe(image, field)
+        w, h = size or self.probe(image, field)
         img = decode_image(image.data, field, max_pixels=self.limits.max_input_pixels, media_type=image.media_type,
                            min_long_side=long_side)
         t = to_tensor(img)
@@ -240,7 +242,7 @@ class RequestReader:
                 if not min_side <= v <= self.limits.max_side:
                     raise InvalidArgumentError(field, f"{v} is out of range", f"{min_side} to {self.limits.max_side}")
         else:
-            w, h = self.probe(req.image, "image")
+            w, h = probed = self.probe(req.image, "image")
         if s.size:
             self.check_side(s.size, "size")
             h, w = fit_long_side(h, w, s.size)
@@ -252,24 +254,23 @@ class RequestReader:
         if which == "noise":
             start = dream_noise(w, h, req.seed)
         else:
-            start = self.image(req.image, "image", s.size)
-        return start if tuple(start.shape[-2:]) == (h, w) else resize_to(start, (h, w))
+            start = self.image(req.image, "image", s.size, size=probed)
+        return resize_to(start, (h, w))  # a no-op unless a smaller image is scaled up to `size`
 
-    def _content_and_styles(self, req: Any, s: StyleSettings, min_side: int,
-                            content_side: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """The content and style images of a RenderStyle or Evaluate request: every header checked
-        (sizes, shapes the network can take, the server's limits) before any image decodes, then
-        each decoded at the size the render uses (`content_side`: the content's longer side)."""
-        if not req.HasField("content"):
-            raise InvalidArgumentError("content", "no content image", "an encoded image")
+    def _content_and_styles(self, req: Any, s: StyleSettings, min_side: int, content_side: int,
+                            content_size: tuple[int, int]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The content and style images of a RenderStyle or Evaluate request: every style header
+        checked (sizes, shapes the network can take, the server's limits) before any image decodes,
+        then each decoded at the size the render uses (`content_side`: the content's longer side;
+        `content_size`: the content's probed (width, height))."""
         if not req.styles and not s.presets:
             raise InvalidArgumentError("styles", "no style image", "at least one style image (or presets)")
         if req.styles and sum(st.weight for st in s.styles) <= 0:
             raise InvalidArgumentError("styles[0].weight", "style weights sum to 0", "weights >= 0 with a positive sum")
-        cw, ch = self.probe(req.content, "content")
-        sides = []
+        sides, sizes = [], []
         for i, st in enumerate(req.styles):
             sw, sh = self.probe(st.image, f"styles[{i}].image")
+            sizes.append((sw, sh))
             side = style_side(content_side, s.styles[i].scale, (sh, sw), min_side)
             if side > self.limits.max_side:
                 # A large scale, or a style so elongated that its shorter side needs this much.
@@ -279,8 +280,15 @@ class RequestReader:
                                            f"at most {self.limits.max_side} px: a smaller scale or size, or a less "
                                            "elongated image")
             sides.append(side)
-        content = self.image(req.content, "content", content_side if max(cw, ch) > content_side else 0)
-        return content, tuple(self.image(st.image, f"styles[{i}].image", sides[i]) for i, st in enumerate(req.styles))
+        content = self.image(req.content, "content", content_side, size=content_size)
+        return content, tuple(self.image(st.image, f"styles[{i}].image", sides[i], size=sizes[i])
+                              for i, st in enumerate(req.styles))
+
+    def _content_size(self, req: Any) -> tuple[int, int]:
+        """The content image's (width, height) from its header."""
+        if not req.HasField("content"):
+            raise InvalidArgumentError("content", "no content image", "an encoded image")
+        return self.probe(req.content, "content")
 
     def style(self, req: pb.RenderStyleRequest) -> StyleJob:
         """Everything a style render needs, checked."""
@@ -298,19 +306,16 @@ class RequestReader:
                 self.feed_forward_specs("arbitrary")
             min_side = spec.min_side
         self.check_side(s.size, "size")
-        if req.HasField("content"):
-            cw, ch = self.probe(req.content, "content")
-            check_content_side(s, min_side, (ch, cw))
-            if s.method != "feed_forward":
-                self.check_work(style_work(ch, cw, s, min_side), "iterations",
-                                f"size {s.size}, {s.scales} scales x {s.iterations} iterations")
+        cw, ch = content_size = self._content_size(req)
+        check_content_side(s, min_side, (ch, cw))
+        if s.method != "feed_forward":
+            self.check_work(style_work(ch, cw, s, min_side), "iterations",
+                            f"size {s.size}, {s.scales} scales x {s.iterations} iterations")
         if s.init == "image" and not req.HasField("init_image"):
             raise InvalidArgumentError("init_image", "init is IMAGE but no init_image given", "an encoded image")
-        init_wh = self.probe(req.init_image, "init_image") if s.init == "image" else None
-        content, styles = self._content_and_styles(req, s, min_side, s.size)
-        init = None
-        if init_wh is not None:
-            init = self.image(req.init_image, "init_image", s.size if max(init_wh) > s.size else 0)
+        init_size = self.probe(req.init_image, "init_image") if s.init == "image" else None
+        content, styles = self._content_and_styles(req, s, min_side, s.size, content_size)
+        init = None if init_size is None else self.image(req.init_image, "init_image", s.size, size=init_size)
         return StyleJob(s, content, styles, init)
 
     def _check_feed_forward(self, req: pb.RenderStyleRequest, s: StyleSettings) -> int:
@@ -353,7 +358,8 @@ class RequestReader:
                 raise InvalidArgumentError(f"candidates[{i}]", f"shorter side {min(w, h)} px is too small",
                                            f"at least {spec.min_side} px")
             self.check_side(max(w, h), f"candidates[{i}]")
-            sizes.append(max(w, h))
-        content, styles = self._content_and_styles(req, s, spec.min_side, max(sizes))
-        cands = tuple(self.image(c, f"candidates[{i}]").numpy() for i, c in enumerate(req.candidates))
+            sizes.append((w, h))
+        content, styles = self._content_and_styles(req, s, spec.min_side, max(max(wh) for wh in sizes),
+                                                   self._content_size(req))
+        cands = tuple(self.image(c, f"candidates[{i}]", size=sizes[i]).numpy() for i, c in enumerate(req.candidates))
         return EvaluateJob(s, content.numpy(), tuple(x.numpy() for x in styles), cands)

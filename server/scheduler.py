@@ -26,21 +26,20 @@ def _released(*_args: Any) -> None:
 class QueueFullError(RuntimeError):
     """The device's queue is full; the caller should retry later (RESOURCE_EXHAUSTED)."""
 
-    def __init__(self, limit: int, retry_after: float) -> None:
+    def __init__(self, limit: int, retry_after: float, why: str = "") -> None:
         self.limit = limit
         self.retry_after = retry_after
         # One figure in the message and in RetryInfo (which carries retry_after, in ms).
-        super().__init__(f"render queue is full ({limit} waiting); retry in about {retry_after:.1f} s")
+        why = why or f"render queue is full ({limit} waiting)"
+        super().__init__(f"{why}; retry in about {retry_after:.1f} s")
 
 
 class QueuedPixelsError(QueueFullError):
     """The waiting jobs' decoded images would exceed the operator's memory budget (RESOURCE_EXHAUSTED)."""
 
     def __init__(self, queued: int, asked: int, limit: int, retry_after: float) -> None:
-        self.limit, self.retry_after = limit, retry_after
-        RuntimeError.__init__(self, f"waiting jobs hold {queued / 1e6:.1f} Mpx of images and this one {asked / 1e6:.1f} "
-                                    f"Mpx, over the server's {limit / 1e6:.0f} Mpx budget; retry in about "
-                                    f"{retry_after:.1f} s")
+        super().__init__(limit, retry_after, f"waiting jobs hold {queued / 1e6:.1f} Mpx of images and this one "
+                                             f"{asked / 1e6:.1f} Mpx, over the server's {limit / 1e6:.0f} Mpx budget")
 
 
 # A job's body runs in the worker thread: work(emit, cancel) -> None. `emit` takes a ready
@@ -67,7 +66,6 @@ class Job:
         # Queue positions, result chunks, the result and the end are always kept.
         self._pending: collections.deque[Any] = collections.deque()
         self._ready = asyncio.Event()
-        self.dropped = 0
         self.started = False
         self.finished = False
         self.position = 0
@@ -83,7 +81,6 @@ class Job:
             for i, old in enumerate(self._pending):
                 if _kind(old) == kind:
                     del self._pending[i]
-                    self.dropped += 1
                     break
         self._pending.append(item)
         self._ready.set()

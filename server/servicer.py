@@ -114,7 +114,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         try:
             async for response in job.responses():
                 yield response
-                call.delivered = call.delivered or response.WhichOneof("event") == "result"
+                call.saw(response)
         except BaseException as exc:
             # A caller that closes its stream right after the result got what it asked for: OK.
             if not call.delivered:

@@ -1,9 +1,10 @@
 """Domain errors shared by the engine, the catalog and the service."""
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
-__all__ = ["InvalidArgumentError", "quoted"]
+__all__ = ["InvalidArgumentError", "quoted", "describe"]
 
 # How much of a caller's string an error message repeats: a 4,000-character layer name echoed
 # whole pushed the status past the client's metadata limit, hiding the field violation.
@@ -17,6 +18,12 @@ def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
         return text
     size = f"{len(value)} characters" if isinstance(value, (str, bytes)) else f"{len(text)} characters as text"
     return f"{text[:limit]}... ({size})"
+
+
+def describe(exc: BaseException, limit: int = 200) -> str:
+    """An exception as an error message quotes it: its type and text, cut to `limit`, without the
+    object addresses some messages carry (`<_io.BytesIO object at 0x7f...>`)."""
+    return re.sub(r" at 0x[0-9a-f]+", "", f"{type(exc).__name__}: {exc}")[:limit]
 
 
 class InvalidArgumentError(ValueError):

@@ -86,7 +86,7 @@ class _Dreamer:
         h, w = base.shape[-2:]
         sizes = octave_sizes(h, w, s.octaves, s.octave_scale, self.net.min_side)
         self.total_steps = len(sizes) * s.steps
-        self.clock = WorkClock(sum(a * b for a, b in sizes) * s.steps)
+        self.clock = WorkClock(dream_work(h, w, s, self.net.min_side))
         detail = torch.zeros(1, 3, *sizes[0], device=self.device)
         img = base
         for index, size in enumerate(sizes):

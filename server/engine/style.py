@@ -194,9 +194,10 @@ class _Objective:
         self.net, self.s, self.t, self.device, self.precision = net, s, targets, device, precision
         self.layers = list(dict.fromkeys([x.layer for x in s.content_layers] + [x.layer for x in s.style_layers]))
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(self, x: torch.Tensor, precision: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its terms at `x`; `precision` overrides the objective's for this call."""
         s = self.s
-        with autocast_for(self.device, self.precision):
+        with autocast_for(self.device, precision or self.precision):
             feats = self.net(x, self.layers)
         # The precision boundary: the layer outputs go back to fp32 here (a no-op in fp32), so the
         # Grams, their fp32 targets, the loss sums and the gradient reaching the fp32 image (and so
@@ -205,7 +206,7 @@ class _Objective:
         feats = {k: _full(v) for k, v in feats.items()}
         # Not F.mse_loss: its gradient comes back in NCHW order, and meeting the channels_last
         # gradient of the conv above costs the backward a layout conversion.
-        content = sum(l.weight * (feats[l.layer].float() - self.t.content[l.layer]).pow(2).mean()
+        content = sum(l.weight * (feats[l.layer] - self.t.content[l.layer]).pow(2).mean()
                       for l in s.content_layers)
         style = sum(l.weight * gram_loss(feats[l.layer], self.t.grams[l.layer]) for l in s.style_layers)
         terms = {"content": s.content_weight * content, "style": s.style_weight * style}
@@ -306,20 +307,18 @@ def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterat
     x255 = (x.detach() * 255).requires_grad_(True)
     opt = torch.optim.LBFGS([x255], lr=lr, max_iter=iterations, max_eval=iterations, history_size=history,
                             tolerance_grad=-1, tolerance_change=-1)
-    precision, calls = objective.precision, [0]
+    calls = [0]
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=False)
-        objective.precision = precision if calls[0] >= LBFGS_FP32_WARMUP else "fp32"
         calls[0] += 1
         img = x255 / 255
-        total, terms = objective(img)
+        total, terms = objective(img, None if calls[0] > LBFGS_FP32_WARMUP else "fp32")
         total.backward()
         tracker.record(img, total, terms)  # checks cancellation between closure calls
         return total
 
     opt.step(closure)
-    objective.precision = precision
 
 
 def _run_adam(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float) -> None:
@@ -366,9 +365,8 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     sink = on_event or (lambda _e: None)
     check_content_side(s, net.min_side, content.shape[-2:])
     sides = render_sides(s, net.min_side, content.shape[-2:])
-    h, w = resize_long_side(content, s.size).shape[-2:]
     iters = [s.iterations_at(i, len(sides)) for i in range(len(sides))]
-    clock = WorkClock(sum((side / max(h, w)) ** 2 * h * w * n for side, n in zip(sides, iters)))
+    clock = WorkClock(style_work(*content.shape[-2:], s, net.min_side))
     tracker = _Tracker(s, sink, cancel, sum(iters), clock, content, len(sides), resolve_precision(s.precision, device))
     x = None
     with torch.inference_mode(False):

@@ -38,7 +38,7 @@ class Metrics:
         self.queue_depth.labels(device).set_function(depth)
         self.active_jobs.labels(device).set_function(active)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Start the /metrics HTTP endpoint; returns the bound port (0 picks a free one)."""
         server, _thread = start_http_server(port, addr=addr, registry=self.registry)
         self._http = server

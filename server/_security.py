@@ -1,6 +1,7 @@
 """Token authentication and TLS for dreamd."""
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Any, Sequence
 
 import grpc
 
-__all__ = ["TokenAuthInterceptor", "load_tokens", "server_credentials", "MIN_TOKEN_LENGTH"]
+__all__ = ["TokenAuthInterceptor", "load_tokens", "server_credentials", "caller_of", "MIN_TOKEN_LENGTH"]
 
 log = logging.getLogger(__name__)
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/",)  # load balancers and kubelets probe without tokens
@@ -39,13 +40,29 @@ def load_tokens(path: str | Path) -> list[bytes]:
     return tokens
 
 
-def _authorized(metadata: Sequence[tuple[str, Any]] | None, tokens: Sequence[bytes]) -> bool:
+def _bearer(metadata: Sequence[tuple[str, Any]] | None) -> str:
     header = next((v for k, v in (metadata or ()) if k == "authorization"), "")
     if isinstance(header, bytes):
         header = header.decode("latin-1")
-    if not header.startswith("Bearer "):
+    return header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
+
+
+def caller_of(metadata: Sequence[tuple[str, Any]] | None, peer: str, *, by_token: bool) -> str:
+    """Who is asking, for per-caller fairness: with tokens on, the token (as a short hash, so the
+    secret never reaches logs); else the peer's address without its port, since each connection
+    of one host has another port."""
+    if by_token:
+        return "token:" + hashlib.sha256(_bearer(metadata).encode()).hexdigest()[:12]
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return rest.rsplit(":", 1)[0]
+    return peer
+
+
+def _authorized(metadata: Sequence[tuple[str, Any]] | None, tokens: Sequence[bytes]) -> bool:
+    given = _bearer(metadata).encode()
+    if not given:
         return False
-    given = header[len("Bearer "):].strip().encode()
     # compare_digest against every token (no early exit) so timing says nothing about which matched
     matches = [hmac.compare_digest(given, t) for t in tokens]
     return any(matches)

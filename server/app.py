@@ -59,6 +59,9 @@ class ServerConfig:
     models_dir: str | None = _cfg(None, "model store (default: $DREAMRENDER_MODELS or ~/.cache/dreamrender/models)",
                                   type=str, metavar="DIR")
     max_queue: int = _cfg(16, "jobs that may wait per device")
+    max_jobs_per_caller: int = _cfg(4, "running plus waiting jobs one caller may have (the caller is its token when "
+                                       "tokens are on, else its peer address); waiting callers are served in turn "
+                                       "(0: no cap)")
     max_side: int = _cfg(4096, "longest side of any output in pixels")
     max_input_pixels: int = _cfg(64_000_000, "largest input image in pixels, read from its header (decompression bombs)")
     max_queued_pixels: int = _cfg(100_000_000, "decoded image pixels waiting jobs may hold together (about 12 bytes "
@@ -78,7 +81,8 @@ class ServerConfig:
     evaluator: bool = _cfg(True, "score checkpoints with onnxruntime off the render loop")
     evaluator_threads: int = _cfg(1, "onnxruntime threads of the checkpoint evaluator (leave the cores to torch)")
     metrics_port: int | None = _cfg(None, "serve Prometheus metrics on this port (0: any free; default off)", type=int)
-    metrics_addr: str = _cfg("0.0.0.0", "address the metrics endpoint binds")
+    metrics_address: str = _cfg("127.0.0.1", "address the metrics endpoint binds (0.0.0.0 for a scraper on another "
+                                             "host; --metrics-addr is a deprecated alias)")
     tls_cert: str | None = _cfg(None, "PEM certificate chain: serve TLS", type=str)
     tls_key: str | None = _cfg(None, "PEM private key of --tls-cert", type=str)
     tls_client_ca: str | None = _cfg(None, "PEM CA: require client certificates it signed (mTLS)", type=str)
@@ -165,7 +169,8 @@ def create_server(config: ServerConfig) -> Server:
         pull(name, store, progress=lambda msg: log.info("%s", msg))
     device = resolve_device(config.device)
     metrics = Metrics() if config.metrics_port is not None else None
-    scheduler = Scheduler(str(device), max_queue=config.max_queue, max_queued_pixels=config.max_queued_pixels)
+    scheduler = Scheduler(str(device), max_queue=config.max_queue, max_queued_pixels=config.max_queued_pixels,
+                          max_jobs_per_caller=config.max_jobs_per_caller)
     if metrics is not None:
         metrics.track_scheduler(str(device), lambda: scheduler.queue_depth, lambda: scheduler.active)
     options = [("grpc.max_send_message_length", config.max_message_bytes),
@@ -185,13 +190,14 @@ def create_server(config: ServerConfig) -> Server:
                              default_dream_model=config.default_dream_model,
                              default_style_model=config.default_style_model)
     servicer = DreamRenderServicer(cache=ModelCache(store, device, metrics), scheduler=scheduler, requests=requests,
-                                   server_id=config.server_id, evaluator=evaluator, metrics=metrics)
+                                   server_id=config.server_id, evaluator=evaluator, metrics=metrics,
+                                   callers_by_token=bool(config.auth_token_file))
     pb_grpc.add_DreamRenderServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _bind(server, config)
-    metrics_port = metrics.serve(config.metrics_port, config.metrics_addr) if metrics is not None else None
+    metrics_port = metrics.serve(config.metrics_port, config.metrics_address) if metrics is not None else None
     log.info("dreamd on port %d, device %s, models in %s", port, device, store.root)
     return Server(server, port, config, health_servicer, scheduler, servicer, evaluator, metrics, metrics_port)
 
@@ -228,9 +234,22 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, help=meta["help"] + shown, **kw)
 
 
+class _Deprecated(argparse.Action):
+    """Stores like its new name and warns that the old name goes away."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        new = "--" + self.dest.replace("_", "-")
+        print(f"dreamd: {option_string} is deprecated; use {new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dreamd", description="Run the dreamrender gRPC server.")
     _add_config_flags(p)
+    # Renamed flags keep working, with a warning when used (see main).
+    p.add_argument("--metrics-addr", dest="metrics_address", default=argparse.SUPPRESS, action=_Deprecated,
+                   help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     p.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON objects")
     return p

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Callable
 from .engine.events import Queued
 from .memory import release_memory
 
-__all__ = ["QueueFullError", "QueuedPixelsError", "Job", "Scheduler"]
+__all__ = ["QueueFullError", "QueuedPixelsError", "CallerLimitError", "Job", "Scheduler"]
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -42,6 +42,14 @@ class QueuedPixelsError(QueueFullError):
                                              f"{asked / 1e6:.1f} Mpx, over the server's {limit / 1e6:.0f} Mpx budget")
 
 
+class CallerLimitError(QueueFullError):
+    """This caller already has its share of running plus waiting jobs (RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, limit: int, retry_after: float) -> None:
+        super().__init__(limit, retry_after, f"you already have {limit} jobs running or waiting on this server, "
+                                             f"its per-caller limit")
+
+
 # A job's body runs in the worker thread: work(emit, cancel) -> None. `emit` takes a ready
 # protobuf response (converted in the worker so the event loop never encodes images).
 JobBody = Callable[[Callable[[Any], None], threading.Event], None]
@@ -50,10 +58,12 @@ JobBody = Callable[[Callable[[Any], None], threading.Event], None]
 class Job:
     """One render: its body, its cancel flag, and the queue its responses flow through."""
 
-    def __init__(self, body: JobBody, make_queued: Callable[[Queued], Any], rpc: str, *, pixels: int = 0) -> None:
+    def __init__(self, body: JobBody, make_queued: Callable[[Queued], Any], rpc: str, *, pixels: int = 0,
+                 caller: str = "") -> None:
         self.id = uuid.uuid4().hex[:16]
         self.body = body
         self.rpc = rpc
+        self.caller = caller  # who asked: fairness is per caller
         self.pixels = pixels  # decoded image pixels the job holds until it runs
         self.make_queued = make_queued
         self.cancel = threading.Event()
@@ -109,6 +119,7 @@ class Job:
 
 
 _LATEST_WINS = ("progress", "frame", "scores")
+_CALLERS_KEPT = 1024
 _BACKLOG = 8
 
 
@@ -119,12 +130,20 @@ def _kind(item: Any) -> str | None:
 
 
 class Scheduler:
-    """Runs jobs one at a time on a device; at most `max_queue` jobs wait behind the running one."""
+    """Runs jobs one at a time on a device; at most `max_queue` jobs wait behind the running one.
 
-    def __init__(self, device: str, *, max_queue: int = 16, max_queued_pixels: int = 0) -> None:
+    Waiting callers are served in turn: the next job is the oldest one of the caller who was served
+    longest ago (or never), so one caller's backlog does not hold the others back. A caller may
+    have at most `max_jobs_per_caller` jobs running or waiting (0: no cap)."""
+
+    def __init__(self, device: str, *, max_queue: int = 16, max_queued_pixels: int = 0,
+                 max_jobs_per_caller: int = 0) -> None:
         self.device = device
         self.max_queue = max_queue
         self.max_queued_pixels = max_queued_pixels  # 0: no budget
+        self.max_jobs_per_caller = max_jobs_per_caller
+        self._served: dict[str, int] = {}  # caller -> turn number of its last job started
+        self._turn = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"render-{device}")
         self._waiting: collections.deque[Job] = collections.deque()
         self._running: Job | None = None
@@ -148,14 +167,32 @@ class Scheduler:
         typical = sum(self._recent) / len(self._recent) if self._recent else 30.0
         if len(self._waiting) >= self.max_queue and self._running is not None:
             raise QueueFullError(self.max_queue, typical)
+        if self.max_jobs_per_caller and self._held_by(job.caller) >= self.max_jobs_per_caller:
+            raise CallerLimitError(self.max_jobs_per_caller, typical)
         queued = sum(j.pixels for j in self._waiting)
         if busy and self.max_queued_pixels and queued + job.pixels > self.max_queued_pixels:
             raise QueuedPixelsError(queued, job.pixels, self.max_queued_pixels, typical)
         self._waiting.append(job)
-        position = job.position = len(self._waiting) - 1 + self.active
+        self._announce_positions(job)
         assert self._wake is not None
         self._wake.set()
-        return position
+        return job.position
+
+    def _held_by(self, caller: str) -> int:
+        running = self._running is not None and not self._running.finished and self._running.caller == caller
+        return int(running) + sum(j.caller == caller for j in self._waiting)
+
+    def _order(self) -> list[Job]:
+        """The waiting jobs in the order they will start (served in turn; see the class)."""
+        served, waiting, order = dict(self._served), list(self._waiting), []
+        turn = self._turn
+        while waiting:
+            nxt = min(waiting, key=lambda j: served.get(j.caller, -1))  # min keeps arrival order on ties
+            waiting.remove(nxt)
+            order.append(nxt)
+            turn += 1
+            served[nxt.caller] = turn
+        return order
 
     def withdraw(self, job: Job) -> None:
         """The caller went away: drop a waiting job, or ask a running one to stop."""
@@ -169,11 +206,13 @@ class Scheduler:
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
-    def _announce_positions(self) -> None:
-        for i, job in enumerate(self._waiting):
-            if job.position != i + self.active:
+    def _announce_positions(self, new: Job | None = None) -> None:
+        """Tell each waiting job whose place changed its new position (`new` learns it from submit)."""
+        for i, job in enumerate(self._order()):
+            if job.position != i + self.active or job is new:
                 job.position = i + self.active
-                job.emit(job.make_queued(Queued(job.position)))
+                if job is not new:
+                    job.emit(job.make_queued(Queued(job.position)))
 
     async def _loop(self) -> None:
         assert self._wake is not None
@@ -183,7 +222,13 @@ class Scheduler:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            job = self._waiting.popleft()
+            job = self._order()[0]
+            self._waiting.remove(job)
+            self._turn += 1
+            self._served[job.caller] = self._turn
+            if len(self._served) > _CALLERS_KEPT:  # forget the callers served longest ago
+                for caller in sorted(self._served, key=self._served.__getitem__)[:_CALLERS_KEPT // 2]:
+                    del self._served[caller]
             self._running = job
             if job.position:  # it waited: tell it that it starts now
                 job.position = 0

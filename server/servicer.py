@@ -16,6 +16,7 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
 from ._interceptor import CallOutcome, ended_as, status_for
+from ._security import caller_of
 from .engine import native_bf16, render_dream, render_style
 from .engine.feedforward import FeedForwardNets, feed_forward_image, free_size_model, onnx_session, render_feed_forward
 from .engine.style import first_scale_side
@@ -74,8 +75,9 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     """Implements dreamrender.v1.DreamRenderService on top of the engines."""
 
     def __init__(self, *, cache: ModelCache, scheduler: Scheduler, requests: RequestReader, server_id: str,
-                 evaluator: Evaluator, metrics: Any = None) -> None:
+                 evaluator: Evaluator, metrics: Any = None, callers_by_token: bool = False) -> None:
         self.metrics = metrics
+        self.callers_by_token = callers_by_token
         self.cache = cache
         self.evaluator = evaluator
         self.scheduler = scheduler
@@ -102,8 +104,10 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         # Read the peer now: touching the context after the call has ended can crash grpc's aio layer.
         peer = context.peer()
         # The caller's correlation id, when it sends one, goes into every log line of the job.
-        request_id = next((str(v) for k, v in (context.invocation_metadata() or ()) if k == REQUEST_ID_KEY), "")
-        job = Job(run, lambda q: convert(q)[0], rpc, pixels=pixels)
+        metadata = context.invocation_metadata() or ()
+        request_id = next((str(v) for k, v in metadata if k == REQUEST_ID_KEY), "")
+        job = Job(run, lambda q: convert(q)[0], rpc, pixels=pixels,
+                  caller=caller_of(metadata, peer, by_token=self.callers_by_token))
         position = self.scheduler.submit(job)
         log.info("job %s %s accepted at queue position %d (peer %s%s)", job.id, rpc, position, peer,
                  f", {REQUEST_ID_KEY} {request_id}" if request_id else "",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import signal
 import struct
 import subprocess
@@ -388,3 +389,33 @@ def test_keep_heap_then_release_between_jobs():
     released = rss_mb()
     assert kept - before > 200  # kept for reuse, not unmapped on free
     assert kept - released > 200  # handed back between jobs
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _reaches(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("flags, open_to_all", [((), False), (("--metrics-address", "0.0.0.0"), True),
+                                                (("--metrics-addr", "0.0.0.0"), True)],
+                         ids=["default-loopback", "metrics-address", "deprecated-metrics-addr"])
+def test_metrics_bind_loopback_unless_told(tmp_path, flags, open_to_all):
+    # 127.0.0.2 is loopback too, but a socket bound to 127.0.0.1 alone does not answer on it.
+    port = _free_port()
+    proc, _ = _start_dreamd(tmp_path, "--metrics-port", str(port), *flags)
+    try:
+        assert _reaches("127.0.0.1", port)
+        assert _reaches("127.0.0.2", port) is open_to_all
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert ("--metrics-addr is deprecated; use --metrics-address" in err) is ("--metrics-addr" in flags)

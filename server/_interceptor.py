@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from typing import Any, AsyncIterator
 
@@ -17,10 +18,35 @@ from dreamrender.models import WeightsError
 from .engine.runtime import RenderCancelled, ServerShuttingDown
 from .scheduler import QueueFullError
 
-__all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome"]
+__all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome", "quiet_lost_client_errors"]
 
 
 log = logging.getLogger(__name__)
+
+
+class _LostClientFilter(logging.Filter):
+    """grpc's asyncio server logs an ERROR with a traceback from its core when a response cannot be
+    sent because the client is gone (killed mid-stream, or its connection reset): "ExecuteBatchError
+    raised in core by servicer method [...]". Nothing is wrong with the server then, and our own
+    job log line already says how the call ended; keep that as one WARNING line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if type(exc).__name__ == "ExecuteBatchError" or "ExecuteBatchError" in str(record.msg):
+            method = re.search(r"\[(/[^\]]*)\]", record.getMessage())  # "... servicer method [/pkg.Svc/Rpc]"
+            method = method.group(1) if method else ""
+            record.msg, record.args = "client went away while a response was sent%s (grpc ExecuteBatchError)", (
+                f" on {method}" if method else "",)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_lost_client_errors() -> None:
+    """Install the filter on grpc's logger (once per process)."""
+    logger = logging.getLogger("grpc._cython.cygrpc")
+    if not any(isinstance(f, _LostClientFilter) for f in logger.filters):
+        logger.addFilter(_LostClientFilter())
 
 
 def _oom_types() -> tuple[type[BaseException], ...]:

@@ -21,7 +21,7 @@ from dreamrender.settings import MAX_MESSAGE_MB, DreamSettings, StyleSettings, d
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
-from ._interceptor import ErrorInterceptor
+from ._interceptor import ErrorInterceptor, quiet_lost_client_errors
 from ._metrics import Metrics
 from ._security import TokenAuthInterceptor, load_tokens, server_credentials
 from .engine.runtime import ServerShuttingDown, resolve_device
@@ -181,6 +181,7 @@ def create_server(config: ServerConfig) -> Server:
         options += [("grpc.keepalive_time_ms", int(config.keepalive * 1000)),
                     ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout * 1000)),
                     ("grpc.http2.max_pings_without_data", 0)]
+    quiet_lost_client_errors()
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(metrics)]
     if config.auth_token_file:
         interceptors.append(TokenAuthInterceptor(load_tokens(config.auth_token_file)))

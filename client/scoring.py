@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from dreamrender.errors import InvalidArgumentError
-from dreamrender.settings import STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, StyleSettings, default_of
+from dreamrender.settings import STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, StyleSettings, default_of, style_side
 
 __all__ = ["Scorer", "StyleTerms", "StyleTargets", "load_array", "gram", "tv_loss"]
 ArrayInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
@@ -114,13 +114,14 @@ class Scorer:
         self.model = meta.get("dreamrender.model", "")
         self.min_side = int(meta.get("dreamrender.min_side", "32"))
 
-    def features(self, image: ArrayInput, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """{layer: activation} for a (1, 3, H, W) RGB [0, 1] image."""
+    def features(self, image: ArrayInput, layers: Sequence[str] | None = None, *,
+                 field: str = "image") -> dict[str, np.ndarray]:
+        """{layer: activation} for a (1, 3, H, W) RGB [0, 1] image (`field` names it in errors)."""
         names = list(layers or self.layers)
         self._check(names, "layers")
         arr = load_array(image)
         if min(arr.shape[-2:]) < self.min_side:
-            raise InvalidArgumentError("image", f"shorter side {min(arr.shape[-2:])} px is too small",
+            raise InvalidArgumentError(field, f"shorter side {min(arr.shape[-2:])} px is too small",
                                        f"at least {self.min_side} px")
         outs = self.session.run(names, {self.session.get_inputs()[0].name: arr})
         return dict(zip(names, outs))
@@ -151,12 +152,14 @@ class Scorer:
         scales = list(style_scales) or [1.0] * len(styles)
         side, names = max(hw), list(terms.style_layers)
         grams: dict[str, np.ndarray] = {}
-        for style, w, sc in zip(styles, weights, scales):
-            feats = self.features(_long_side(load_array(style), max(self.min_side, round(side * sc))), names)
+        for i, (style, w, sc) in enumerate(zip(styles, weights, scales)):
+            arr = load_array(style)
+            feats = self.features(_long_side(arr, style_side(side, sc, arr.shape[-2:], self.min_side)), names,
+                                  field=f"styles[{i}].image")
             for name in names:
                 g = gram(feats[name]) * (w / sum(weights))
                 grams[name] = grams[name] + g if name in grams else g
-        content_feats = self.features(_resize(load_array(content), hw), list(terms.content_layers))
+        content_feats = self.features(_resize(load_array(content), hw), list(terms.content_layers), field="content")
         return StyleTargets(tuple(hw), content_feats, grams, terms)
 
     def candidate_terms(self, candidate: ArrayInput, targets: "StyleTargets") -> dict[str, float]:
@@ -164,7 +167,7 @@ class Scorer:
         cand, t = load_array(candidate), targets.terms
         if tuple(cand.shape[-2:]) != targets.hw:
             raise InvalidArgumentError("candidate", f"size {cand.shape[-2:]} differs from the targets'", str(targets.hw))
-        feats = self.features(cand, list(dict.fromkeys(list(t.content_layers) + list(t.style_layers))))
+        feats = self.features(cand, list(dict.fromkeys(list(t.content_layers) + list(t.style_layers))), field="candidate")
         out: dict[str, float] = {}
         content_loss = sum(w * float(((feats[n].astype(np.float64) - targets.content[n]) ** 2).mean())
                            for n, w in t.content_layers.items())

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -104,16 +105,22 @@ class ModelStore:
             sources = [WeightSource("path", str(local), s.sha256, s.filename, s.fmt, s.member) for s in sources]
         found = self.find(model, sources) if local is None else None
         if found:
+            say(f"{model}: already in the store ({found[0]})")
             return found
-        errors: list[str] = []
+        skipped: list[str] = []
         for src in sources:
+            log.debug("%s: trying %s %s", model, src.kind, src.location)
             try:
-                say(f"{model}: trying {src.kind} {src.location}")
-                return self._fetch(model, src), src
+                path = self._fetch(model, src)
             except Exception as exc:  # each source may fail in its own way; try the next
-                errors.append(f"{src.kind} {src.location}: {exc}")
-                say(f"{model}: {src.kind} source failed: {exc}")
-        raise WeightsError(f"no source of {model!r} worked:\n  " + "\n  ".join(errors or ["no sources"]))
+                skipped.append(f"{src.kind} {src.location}: {_reason(exc)}")
+                continue
+            # One line: the source used and why each earlier one was skipped (unreachable official
+            # URLs are the rule offline, so they are not worth a line each).
+            why = f"; skipped {len(skipped)}: " + "; ".join(skipped) if skipped else ""
+            say(f"{model}: from {src.kind} {src.location} (SHA-256 verified){why}")
+            return path, src
+        raise WeightsError(f"no source of {model!r} worked: " + ("; ".join(skipped) or "no sources"))
 
     def _fetch(self, model: str, src: WeightSource) -> Path:
         dest = self.path(model, src)
@@ -139,6 +146,14 @@ class ModelStore:
             shutil.copyfile(got, staged)
             os.replace(staged, dest)  # atomic: the store never holds a partial file
         return dest
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a source failed, short and on one line."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    text = str(getattr(exc, "reason", None) or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
 
 
 def _download(url: str, dest: Path, timeout: float) -> Path:

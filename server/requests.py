@@ -18,13 +18,13 @@ from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import (FEED_FORWARD_MODELS, ModelSpec, ModelStore, WeightsError, get_spec, is_available,
                                list_specs)
 from dreamrender.settings import (DreamSettings, DreamTerm, PresetWeight, PreviewSettings, StyleImageSettings,
-                                  StyleLayer, StyleSettings, default_of, validate)
+                                  StyleLayer, StyleSettings, default_of, style_side, validate)
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from .codec import decode_image, probe_image
 from .engine.dream import check_terms, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
-from .engine.style import check_content_side, check_layers, style_side, style_work
+from .engine.style import check_content_side, check_layers, style_work
 
 __all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "RequestReader", "MAX_CANDIDATES", "result_format", "check_strings",
            "dream_settings", "style_settings", "evaluate_settings"]

@@ -7,14 +7,15 @@ lives here and nowhere else. Torch-free: the client imports it too.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import InvalidArgumentError, quoted
 
 __all__ = ["PreviewSettings", "DreamTerm", "DreamSettings", "StyleLayer", "StyleImageSettings", "PresetWeight",
            "StyleSettings", "validate", "setting_fields", "default_of", "choices_of", "DEFAULT_MODEL", "STYLE_CONTENT_LAYERS",
-           "STYLE_STYLE_LAYERS", "MAX_MESSAGE_MB", "PRECISION_CHOICES"]
+           "STYLE_STYLE_LAYERS", "MAX_MESSAGE_MB", "PRECISION_CHOICES", "style_side", "long_side_floor"]
 
 # The network both render kinds use unless a request (or dreamd's --default-*-model) names another.
 DEFAULT_MODEL = "vgg16"
@@ -152,6 +153,19 @@ class StyleSettings:
         if self.learning_rate > 0:
             return self.learning_rate
         return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+
+def long_side_floor(min_side: int, h: int, w: int) -> int:
+    """The smallest long side at which an h x w image keeps `min_side` on its shorter side (a
+    4000x40 image at long side 512 would be 5 px high, and VGG's pooling cannot take that)."""
+    return math.ceil(min_side * max(h, w) / min(h, w))
+
+
+def style_side(side: int, scale: float, hw: Sequence[int], min_side: int) -> int:
+    """The long side a style image of size `hw` is used at, against a render (or candidate) of long
+    side `side`: `side` times the style's scale, but never so small that the network cannot take it.
+    The engine and the onnxruntime scorer both size styles with this, so their Grams agree."""
+    return max(round(side * scale), long_side_floor(min_side, *hw))
 
 
 def default_of(cls: type, name: str) -> Any:

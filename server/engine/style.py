@@ -16,14 +16,14 @@ import torch.nn.functional as F
 
 from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.models import FeatureNet
-from dreamrender.settings import StyleSettings
+from dreamrender.settings import StyleSettings, long_side_floor, style_side
 
 from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
 from .imaging import preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
 __all__ = ["render_style", "gram", "gram_loss", "scale_sides", "first_scale_side", "check_layers", "preserve_colors",
-           "style_work", "render_sides", "style_side", "check_content_side"]
+           "style_work", "render_sides", "check_content_side"]
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:
@@ -117,22 +117,11 @@ def scale_sides(size: int, scales: int, min_side: int = 64) -> list[int]:
     return sides[::-1]
 
 
-def _floor_for(min_side: int, h: int, w: int) -> int:
-    """The smallest long side at which an h x w image keeps `min_side` on its shorter side (a
-    4000x40 image at long side 512 would be 5 px high, and VGG's pooling cannot take that)."""
-    return math.ceil(min_side * max(h, w) / min(h, w))
-
-
 def render_sides(s: StyleSettings, min_side: int, hw: Sequence[int]) -> list[int]:
     """Long sides of a render's scales for content of size `hw`: coarse scales under 64 px, or
     whose shorter side would be under the network's minimum, are dropped."""
     h, w = hw
-    return scale_sides(s.size, s.scales, min_side=max(64, _floor_for(min_side, h, w)))
-
-
-def style_side(side: int, scale: float, hw: Sequence[int], min_side: int) -> int:
-    """The long side a style image of size `hw` is used at for a scale of long side `side`."""
-    return max(round(side * scale), _floor_for(min_side, *hw))
+    return scale_sides(s.size, s.scales, min_side=max(64, long_side_floor(min_side, h, w)))
 
 
 def first_scale_side(s: StyleSettings, net: FeatureNet, hw: Sequence[int]) -> int:
@@ -146,7 +135,7 @@ def check_content_side(s: StyleSettings, min_side: int, hw: Sequence[int], field
     short = min(h, w) * s.size / max(h, w)
     if short < min_side:
         raise InvalidArgumentError(field, f"a {w}x{h} image has a shorter side of {short:.0f} px at size {s.size}",
-                                   f"at least {min_side} px on the shorter side: size >= {_floor_for(min_side, h, w)} "
+                                   f"at least {min_side} px on the shorter side: size >= {long_side_floor(min_side, h, w)} "
                                    "or a less elongated image")
 
 

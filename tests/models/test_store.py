@@ -78,7 +78,9 @@ def test_bad_hash_never_lands_and_next_source_is_tried(http_root, tmp_path):
     messages = []
     path = pull("t-fallback", store, progress=messages.append)
     assert path.read_bytes() == local.read_bytes()
-    assert any("SHA-256 mismatch" in m for m in messages) and any("404" in m for m in messages)
+    # One line: the source used, and each skipped source with its reason.
+    assert len(messages) == 1 and messages[0].startswith(f"t-fallback: from path {local} (SHA-256 verified); skipped 2")
+    assert "evil.pth: SHA-256 mismatch" in messages[0] and "missing.pth: HTTP 404" in messages[0], messages
     assert not [p for p in (store.root / "t-fallback").iterdir() if p.name != "w.pth"]  # no partial files
 
 

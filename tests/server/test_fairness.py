@@ -1,6 +1,8 @@
 """Fairness through a real server (#11): a per-caller cap, and callers served in turn."""
 from __future__ import annotations
 
+import re
+
 import grpc
 import pytest
 
@@ -31,6 +33,9 @@ def test_one_host_cannot_take_every_slot(models_dir):
             err = _refusal(c2)
             assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED and err.retry_after is not None
             assert "per-caller limit" in err.details and "2 jobs" in err.details
+            # The message's figure is RetryInfo's (no job has finished: the 30 s first guess).
+            figure = float(re.search(r"retry in about ([0-9.]+) s", err.details).group(1))
+            assert figure == err.retry_after == 30.0
             first.close()
             second.close()
     finally:

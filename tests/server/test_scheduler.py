@@ -84,3 +84,49 @@ def test_caller_cap_counts_running_and_waiting_and_frees_a_slot_when_one_ends():
         await s.close()
 
     asyncio.run(go())
+
+
+def test_a_job_submitted_while_the_last_one_cleans_up_is_next_at_position_0(monkeypatch):
+    import dreamrender.server.scheduler as scheduler_module
+
+    cleaning, done_cleaning = threading.Event(), threading.Event()
+
+    def slow_release() -> None:  # the worker hands memory back after the job's stream has ended
+        cleaning.set()
+        done_cleaning.wait(5)
+
+    monkeypatch.setattr(scheduler_module, "release_memory", slow_release)
+
+    async def go() -> int:
+        s, log, gate = Scheduler("cpu"), [], threading.Event()
+        gate.set()
+        first = _job("a", log, gate, "first")
+        s.submit(first)
+        async for _ in first.responses():
+            pass
+        while not cleaning.is_set():
+            await asyncio.sleep(0.01)
+        position = s.submit(_job("b", log, gate, "second"))
+        done_cleaning.set()
+        await asyncio.sleep(0.1)
+        await s.close()
+        return position
+
+    assert asyncio.run(go()) == 0
+
+
+def test_the_queue_full_message_and_retry_info_carry_one_figure():
+    async def go() -> QueueFullError:
+        s, log, gate = Scheduler("cpu", max_queue=1), [], threading.Event()
+        s._recent.extend([0.26, 0.31])  # two jobs took 0.285 s on average
+        s.submit(_job("a", log, gate, "a1"))
+        await asyncio.sleep(0.05)
+        s.submit(_job("b", log, gate, "b1"))
+        with pytest.raises(QueueFullError) as err:
+            s.submit(_job("c", log, gate, "c1"))
+        gate.set()
+        await s.close()
+        return err.value
+
+    err = asyncio.run(go())
+    assert str(err).endswith("retry in about 0.3 s") and err.retry_after == pytest.approx(0.285)

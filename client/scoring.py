@@ -103,6 +103,8 @@ class Scorer:
             opts.inter_op_num_threads = 1
         # No busy-waiting between ops: on a machine shared with the torch loop, spinning threads
         # steal the cores the render needs.
+        opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         available = ort.get_available_providers()

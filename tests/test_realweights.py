@@ -144,3 +144,27 @@ def test_feed_forward_real_networks_paint_in_the_styles_colours():
     assert float((out - content).abs().mean()) > 0.1  # a painting, not the photo
     p = stylize_presets(nets, content, [(19, 1.0)], 1.0)
     assert float((p - content).abs().mean()) > 0.1 and float((p - out).abs().mean()) > 0.05
+
+
+def test_vgg16_tiled_style_loss_and_gradient_equal_the_untiled():
+    from dreamrender.server.engine._tiles import TiledObjective, geometry
+    from dreamrender.server.engine.style import _Objective, _targets
+    from dreamrender.settings import StyleImageSettings
+
+    net, cpu = need("vgg16"), torch.device("cpu")
+    content = photo(320)
+    style = resize_long_side(to_tensor(Image.open(DATA / "starry_small.png").convert("RGB")), 256)
+    s = StyleSettings(model="vgg16", size=320, tv_weight=1e-3, styles=(StyleImageSettings(),))
+    targets = _targets(net, s, content, [style], 320, cpu)
+    geo = geometry(net, ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"])
+    assert geo is not None and geo.halo == 64
+    grads, totals = [], []
+    for objective in (_Objective(net, s, targets, cpu, "fp32"),
+                      TiledObjective(net, s, targets.content, targets.grams, cpu, "fp32", geo=geo, tile=128)):
+        x = (content + 0.1 * torch.randn_like(content, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+        x.requires_grad_(True)
+        total, _ = objective.loss_and_grad(x)
+        totals.append(float(total.detach()))
+        grads.append(x.grad)
+    assert totals[1] == pytest.approx(totals[0], rel=1e-4)
+    assert (grads[1] - grads[0]).abs().max() <= 1e-4 * grads[0].abs().max()

@@ -116,6 +116,9 @@ class StyleSettings:
                                   lo=0, hi=100000)
     optimizer: str = _opt("lbfgs", "optimisation method", choices=("lbfgs", "adam"))
     learning_rate: float = _opt(0.0, "learning rate (0: 1.0 for lbfgs, 0.02 for adam)", lo=0.0, hi=1000.0)
+    tile_size: int = _opt(0, "compute the loss in tiles of this side when a scale is larger, in the same memory "
+                             "whatever the size (exact; about 2x the work); 0: auto, 512 px tiles above 1 Mpx",
+                          lo=0, hi=16384)
     lbfgs_history: int = _opt(100, "L-BFGS correction pairs kept (each costs two image-sized float32 "
                                    "vectors; fewer: less memory, a little less progress per iteration)",
                               lo=1, hi=1000)

@@ -18,6 +18,7 @@ from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings, long_side_floor, style_side
 
+from ._tiles import Geometry, TiledObjective, geometry, tiled_grams_and_maps, total_variation
 from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
 from .imaging import preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
@@ -200,30 +201,70 @@ class _Objective:
         style = sum(l.weight * gram_loss(feats[l.layer], self.t.grams[l.layer]) for l in s.style_layers)
         terms = {"content": s.content_weight * content, "style": s.style_weight * style}
         if s.tv_weight:
-            # In 0-255 units, like the other terms' Caffe-scale features.
-            dy = (x[:, :, 1:, :] - x[:, :, :-1, :]).mul(255).pow(2).mean()
-            dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).mul(255).pow(2).mean()
-            terms["tv"] = s.tv_weight * (dx + dy)
+            terms["tv"] = s.tv_weight * total_variation(x)
         total = sum(terms.values())
         return total, terms  # type: ignore[return-value]
+
+    def loss_and_grad(self, x: torch.Tensor, precision: str | None = None) -> tuple[torch.Tensor, dict]:
+        """Total loss and terms at `x`, with the gradient accumulated (as TiledObjective's)."""
+        total, terms = self(x, precision)
+        total.backward()
+        return total, terms
+
+
+# Above this many pixels a scale's loss is tiled (when the network allows it exactly): VGG16's
+# activations with autograd take about 1.7 KB per pixel in fp32, so 1 Mpx untiled needs ~1.7 GB.
+AUTO_TILE_PIXELS = 1024 * 1024
+AUTO_TILE = 512
+
+
+def tiling(net: FeatureNet, s: StyleSettings, hw: Sequence[int]) -> tuple[Geometry, int] | None:
+    """(geometry, tile side) when an image of size `hw` is processed in tiles, else None."""
+    h, w = hw
+    if s.tile_size:
+        if max(h, w) <= s.tile_size:
+            return None
+        tile = s.tile_size
+    elif h * w <= AUTO_TILE_PIXELS:
+        return None
+    else:
+        tile = AUTO_TILE
+    geo = geometry(net, _layers(s))
+    return (geo, tile) if geo is not None else None
+
+
+def _layers(s: StyleSettings) -> list[str]:
+    return list(dict.fromkeys([x.layer for x in s.content_layers] + [x.layer for x in s.style_layers]))
 
 
 @torch.no_grad()
 def _targets(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles: Sequence[torch.Tensor],
              side: int, device: torch.device) -> _Targets:
-    """Content features and the blended style Grams at one scale: computed once, no autograd."""
+    """Content features and the blended style Grams at one scale: computed once, no autograd,
+    tile by tile for images that `tiling` says are large."""
     c_layers = [x.layer for x in s.content_layers]
     s_layers = [x.layer for x in s.style_layers]
-    c = resize_long_side(content, side).to(device)
-    content_feats = {k: v.float() for k, v in net(c, c_layers).items()}
+    c = resize_long_side(content, side)
+    tiled = tiling(net, s, c.shape[-2:])
+    if tiled:
+        content_feats = tiled_grams_and_maps(net, c, gram_layers=(), map_layers=c_layers, tile=tiled[1], geo=tiled[0],
+                                             device=device, precision="fp32")[1]
+    else:
+        content_feats = {k: v.float() for k, v in net(c.to(device), c_layers).items()}
     weights = [st.weight for st in s.styles] or [1.0] * len(styles)
     total_w = sum(weights) or 1.0
     grams: dict[str, torch.Tensor] = {}
     for img, w, st_scale in zip(styles, weights, [st.scale for st in s.styles] or [1.0] * len(styles)):
-        st_side = style_side(side, st_scale, img.shape[-2:], net.min_side)
-        feats = net(resize_long_side(img, st_side).to(device), s_layers)
+        img = resize_long_side(img, style_side(side, st_scale, img.shape[-2:], net.min_side))
+        tiled = tiling(net, s, img.shape[-2:])
+        if tiled:
+            these = tiled_grams_and_maps(net, img, gram_layers=s_layers, map_layers=(), tile=tiled[1],
+                                         geo=tiled[0], device=device, precision="fp32")[0]
+        else:
+            feats = net(img.to(device), s_layers)
+            these = {layer: gram(feats[layer]) for layer in s_layers}
         for layer in s_layers:
-            g = gram(feats[layer]) * (w / total_w)
+            g = these[layer] * (w / total_w)
             grams[layer] = grams[layer] + g if layer in grams else g
     return _Targets(content_feats, grams)
 
@@ -289,7 +330,7 @@ class _Tracker:
 LBFGS_FP32_WARMUP = 10
 
 
-def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float,
+def _run_lbfgs(x: torch.Tensor, objective: _Objective | TiledObjective, tracker: _Tracker, iterations: int, lr: float,
                history: int) -> None:
     # L-BFGS works on the image in 0-255 units, as neural-style does: its first step has L1 norm
     # lr whatever the scale, and on [0, 1] pixels that step is 255x too bold and can blow up.
@@ -302,20 +343,18 @@ def _run_lbfgs(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterat
         opt.zero_grad(set_to_none=False)
         calls[0] += 1
         img = x255 / 255
-        total, terms = objective(img, None if calls[0] > LBFGS_FP32_WARMUP else "fp32")
-        total.backward()
+        total, terms = objective.loss_and_grad(img, None if calls[0] > LBFGS_FP32_WARMUP else "fp32")
         tracker.record(img, total, terms)  # checks cancellation between closure calls
         return total
 
     opt.step(closure)
 
 
-def _run_adam(x: torch.Tensor, objective: _Objective, tracker: _Tracker, iterations: int, lr: float) -> None:
+def _run_adam(x: torch.Tensor, objective: _Objective | TiledObjective, tracker: _Tracker, iterations: int, lr: float) -> None:
     opt = torch.optim.Adam([x], lr=lr)
     for _ in range(iterations):
         opt.zero_grad(set_to_none=False)
-        total, terms = objective(x)
-        total.backward()
+        total, terms = objective.loss_and_grad(x)
         tracker.record(x, total, terms)
         opt.step()
         with torch.no_grad():
@@ -349,6 +388,9 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
         raise InvalidArgumentError("styles", f"{len(s.styles)} style settings for {len(styles)} images",
                                    "one entry per style image")
     check_layers(net.name, list(net.layer_map()), s)
+    if s.tile_size and geometry(net, _layers(s)) is None:
+        raise InvalidArgumentError("tile_size", f"{net.name}'s layers cannot be tiled exactly",
+                                   "0 (untiled) with this model, or a VGG model")
     device = device or next(net.parameters()).device
     net = net.with_pooling(s.pooling)
     sink = on_event or (lambda _e: None)
@@ -382,7 +424,10 @@ def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles:
     tracker.new_scale(index)
     if index == 0 and s.init == "feed_forward":
         tracker.start_frame(x)  # a painting before the first iteration
-    objective = _Objective(net, s, targets, device, tracker.precision)
+    tiled = tiling(net, s, x.shape[-2:])
+    objective: _Objective | TiledObjective = (
+        TiledObjective(net, s, targets.content, targets.grams, device, tracker.precision, geo=tiled[0], tile=tiled[1])
+        if tiled else _Objective(net, s, targets, device, tracker.precision))
     iterations = s.iterations_at(index, tracker.n_scales)
     if s.optimizer == "lbfgs":
         _run_lbfgs(x, objective, tracker, iterations, s.effective_lr, s.lbfgs_history)

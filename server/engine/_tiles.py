@@ -1,0 +1,253 @@
+"""Exact tiled style loss: memory bounded by a tile, whatever the image size.
+
+The style loss needs Gram matrices over the whole feature map, but the network's activations need
+not all live at once. Per evaluation:
+
+- pass 1 runs each tile (with a halo wide enough for the receptive field of the deepest layer,
+  trimmed again at every layer) without autograd, and sums each tile's F^T F into the global
+  Grams and each tile's squared content difference into the content loss;
+- pass 2 runs each tile with autograd and backpropagates the surrogate <F_t, stopgrad(dL/dF_t)>,
+  where dL/dF_t follows from the global Grams in closed form: 4/n (G - A) F_t for the squared
+  Gram difference (the engine's _GramLoss backward), 2/n (F_t - C_t) for the content term.
+
+Sum over tiles of the trimmed interiors covers every feature position once, so the loss and the
+gradient are the untiled ones up to float rounding (tests/engine/test_tiles.py checks 1e-4). It
+costs one extra forward pass and the halos' overlap. This is exact only for a chain of stride-1
+"same" convolutions, ReLUs and 2x2/2 pools (the VGG family): tile origins are multiples of the
+deepest layer's stride, so every pooling window falls where it does in the whole image, and
+`geometry` returns None for any other network.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from dreamrender.models import FeatureNet
+from dreamrender.settings import StyleSettings
+
+from .runtime import autocast_for
+
+__all__ = ["Geometry", "geometry", "tile_spans", "Tile", "tiles", "tiled_grams_and_maps", "TiledObjective",
+           "total_variation"]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a network's layers sit on the input: per-layer stride, tile alignment and halo (px)."""
+
+    strides: Mapping[str, int]
+    align: int
+    halo: int
+
+
+def geometry(net: FeatureNet, layers: Sequence[str]) -> Geometry | None:
+    """The tiling geometry of `layers` in `net`, or None when tiles could not be exact there."""
+    seq = getattr(net.net, "features", None)
+    if not isinstance(seq, nn.Sequential):
+        return None
+    wanted: dict[int, list[str]] = {}
+    for name in layers:
+        path = net.layers[name].module.split(".")
+        if len(path) != 2 or path[0] != "features":
+            return None
+        wanted.setdefault(int(path[1]), []).append(name)
+    # How far, in input px, a feature reaches left of its position (index x stride) and right of it.
+    left = right = 0
+    stride, strides, reach = 1, {}, 0
+    for index, module in enumerate(seq):
+        if index > max(wanted):
+            break
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0]
+            if (module.kernel_size != (k, k) or module.stride != (1, 1) or module.dilation != (1, 1)
+                    or module.padding != ((k - 1) // 2,) * 2 or k % 2 == 0):
+                return None
+            left, right = left + stride * (k - 1) // 2, right + stride * (k - 1) // 2
+        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            if (_pair(module.kernel_size), _pair(module.stride), _pair(module.padding)) != ((2, 2), (2, 2), (0, 0)) \
+                    or module.ceil_mode:
+                return None
+            right += stride  # a 2x2/2 window reaches one more cell to the right, none to the left
+            stride *= 2
+        elif not isinstance(module, nn.ReLU):
+            return None
+        for name in wanted.get(index, ()):
+            strides[name] = stride
+            # A tile's last interior feature sits one stride before the interior's end.
+            reach = max(reach, left, right - stride + 1)
+    align = max(strides.values())
+    return Geometry(strides, align, math.ceil(reach / align) * align)
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, tuple) else (v, v)
+
+
+def tile_spans(n: int, tile: int, align: int) -> list[tuple[int, int]]:
+    """Interior spans [a, b) covering 0..n, of about `tile` px, starts aligned; equal sizes so
+    that no sliver of a last tile costs a whole halo."""
+    count = max(1, math.ceil(n / max(tile, align)))
+    step = math.ceil(n / count / align) * align
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: its crop of the image (with halo) and, per layer, the interior's slices in the
+    crop's feature map and in the whole image's."""
+
+    crop: tuple[slice, slice]
+    local: Mapping[str, tuple[slice, slice]]
+    whole: Mapping[str, tuple[slice, slice]]
+
+
+def tiles(hw: Sequence[int], tile: int, geo: Geometry) -> list[Tile]:
+    """The tiles of an image of size `hw`."""
+    out = []
+    h, w = hw
+    for ya, yb in tile_spans(h, tile, geo.align):
+        for xa, xb in tile_spans(w, tile, geo.align):
+            cy, cx = max(0, ya - geo.halo), max(0, xa - geo.halo)
+            crop = (slice(cy, min(h, yb + geo.halo)), slice(cx, min(w, xb + geo.halo)))
+            local, whole = {}, {}
+            for name, s in geo.strides.items():
+                # Ends at the image's edge take the whole map's floor-divided size.
+                y1, x1 = (yb // s if yb < h else h // s), (xb // s if xb < w else w // s)
+                whole[name] = (slice(ya // s, y1), slice(xa // s, x1))
+                local[name] = (slice(ya // s - cy // s, y1 - cy // s), slice(xa // s - cx // s, x1 - cx // s))
+            out.append(Tile(crop, local, whole))
+    return out
+
+
+def interior(feat: torch.Tensor, t: Tile, layer: str) -> torch.Tensor:
+    """The tile's own part of a layer's output, in float32 (the precision boundary, as untiled)."""
+    ys, xs = t.local[layer]
+    part = feat[:, :, ys, xs]
+    return part.float() if part.dtype != torch.float32 else part
+
+
+def rows(part: torch.Tensor) -> torch.Tensor:
+    """(1, C, h, w) -> (h*w, C)."""
+    return part.permute(0, 2, 3, 1).reshape(-1, part.shape[1])
+
+
+def tiled_grams_and_maps(net: FeatureNet, image: torch.Tensor, *, gram_layers: Sequence[str],
+                         map_layers: Sequence[str], tile: int, geo: Geometry, device: torch.device,
+                         precision: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Without autograd: the normalised Grams of `gram_layers` and the whole feature maps of
+    `map_layers` of `image`, one tile at a time (the targets of a large scale)."""
+    h, w = image.shape[-2:]
+    layers = list(dict.fromkeys([*gram_layers, *map_layers]))
+    raw: dict[str, torch.Tensor] = {}
+    maps: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for t, feats in run(net, image, layers, tile, geo, device, precision):
+            for name in gram_layers:
+                f = rows(interior(feats[name], t, name))
+                raw[name] = raw[name] + f.t() @ f if name in raw else f.t() @ f
+            for name in map_layers:
+                part = interior(feats[name], t, name)
+                if name not in maps:
+                    s = geo.strides[name]
+                    maps[name] = torch.empty(1, part.shape[1], h // s, w // s, device=device)
+                maps[name][:, :, t.whole[name][0], t.whole[name][1]] = part
+    grams = {}
+    for name in gram_layers:
+        s = geo.strides[name]
+        grams[name] = raw[name] / (raw[name].shape[0] * (h // s) * (w // s))
+    return grams, maps
+
+
+def run(net: FeatureNet, image: torch.Tensor, layers: Sequence[str], tile: int, geo: Geometry,
+        device: torch.device, precision: str) -> Iterator[tuple[Tile, dict[str, torch.Tensor]]]:
+    """Each tile and the network's outputs on its crop (autograd as the caller has it)."""
+    for t in tiles(image.shape[-2:], tile, geo):
+        crop = image[:, :, t.crop[0], t.crop[1]].to(device)
+        with autocast_for(device, precision):
+            feats = net(crop, layers)
+        yield t, feats
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean squared neighbour difference in 0-255 units (like the other terms' Caffe-scale features)."""
+    dy = (x[:, :, 1:, :] - x[:, :, :-1, :]).mul(255).pow(2).mean()
+    dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).mul(255).pow(2).mean()
+    return dx + dy
+
+
+class TiledObjective:
+    """The style objective of one scale, evaluated tile by tile (see the module docstring).
+
+    `content` holds the whole content feature maps and `grams` the style targets (as untiled).
+    """
+
+    def __init__(self, net: FeatureNet, s: StyleSettings, content: Mapping[str, torch.Tensor],
+                 grams: Mapping[str, torch.Tensor], device: torch.device, precision: str, *,
+                 geo: Geometry, tile: int) -> None:
+        self.net, self.s, self.content, self.grams = net, s, content, grams
+        self.device, self.precision, self.geo, self.tile = device, precision, geo, tile
+        self.layers = list(dict.fromkeys([x.layer for x in s.content_layers] + [x.layer for x in s.style_layers]))
+
+    def loss_and_grad(self, x: torch.Tensor, precision: str | None = None) -> tuple[torch.Tensor, dict]:
+        """Total loss and terms at `x`; the gradient is accumulated into whatever `x` came from."""
+        s, precision = self.s, precision or self.precision
+        h, w = x.shape[-2:]
+        xd = x.detach()
+        diffs, csums = self._pass_one(xd, precision)
+        counts = {name: self.net.layers[name].channels * (h // st) * (w // st) for name, st in self.geo.strides.items()}
+        style = sum(l.weight * diffs[l.layer].pow(2).sum() for l in s.style_layers)
+        content = sum(l.weight * csums[l.layer] / counts[l.layer] for l in s.content_layers)
+        # dL/dF in closed form: the squared Gram difference gives 4/n (G - A) F (symmetrised, as
+        # the untiled _GramLoss backward), the mean squared content difference 2/n (F - C).
+        style_coef = {l.layer: (diffs[l.layer] + diffs[l.layer].t()) * (0.5 * s.style_weight * l.weight * 4
+                                                                        / counts[l.layer]) for l in s.style_layers}
+        content_coef = {l.layer: s.content_weight * l.weight * 2 / counts[l.layer] for l in s.content_layers}
+        xg = xd.detach().requires_grad_(True)
+        for t, feats in run(self.net, xg, self.layers, self.tile, self.geo, self.device, precision):
+            surrogate = xg.new_zeros(())
+            for name, coef in style_coef.items():
+                part = interior(feats[name], t, name)
+                n, c, ph, pw = part.shape
+                g = (rows(part.detach()) @ coef).reshape(n, ph, pw, c)
+                surrogate = surrogate + (part * g.permute(0, 3, 1, 2)).sum()
+            for name, coef in content_coef.items():
+                part = interior(feats[name], t, name)
+                target = self.content[name][:, :, t.whole[name][0], t.whole[name][1]]
+                surrogate = surrogate + coef * ((part.detach() - target) * part).sum()
+            surrogate.backward()
+            del feats, surrogate
+        terms = {"content": s.content_weight * content, "style": s.style_weight * style}
+        link = (x * xg.grad).sum()  # hands the tiles' gradient on to x (and what x was made from)
+        if s.tv_weight:
+            terms["tv"] = s.tv_weight * total_variation(x)
+            link = link + terms["tv"]
+        link.backward()
+        total = sum(v.detach() for v in terms.values())
+        return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value]
+
+    def _pass_one(self, xd: torch.Tensor, precision: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Without autograd: each style layer's G - A over the whole image, and each content
+        layer's summed squared difference."""
+        s = self.s
+        raw: dict[str, torch.Tensor] = {}
+        csums: dict[str, torch.Tensor] = {}
+        h, w = xd.shape[-2:]
+        with torch.no_grad():
+            for t, feats in run(self.net, xd, self.layers, self.tile, self.geo, self.device, precision):
+                for l in s.style_layers:
+                    f = rows(interior(feats[l.layer], t, l.layer))
+                    raw[l.layer] = raw[l.layer] + f.t() @ f if l.layer in raw else f.t() @ f
+                for l in s.content_layers:
+                    part = interior(feats[l.layer], t, l.layer)
+                    target = self.content[l.layer][:, :, t.whole[l.layer][0], t.whole[l.layer][1]]
+                    d = (part - target).pow(2).sum()
+                    csums[l.layer] = csums[l.layer] + d if l.layer in csums else d
+        diffs = {}
+        for name, g in raw.items():
+            st = self.geo.strides[name]
+            diffs[name] = g / (g.shape[0] * (h // st) * (w // st)) - self.grams[name]  # gram(): / (C H W)
+        return diffs, csums

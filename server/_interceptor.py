@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from dreamrender.errors import InvalidArgumentError, describe
+from dreamrender.errors import InvalidArgumentError, ResourceLimitError, describe
 from dreamrender.models import WeightsError
 
 from .engine.runtime import RenderCancelled, ServerShuttingDown
@@ -62,6 +62,9 @@ def _cpu_oom(exc: BaseException) -> bool:
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
     """(status code, message, google.rpc detail messages) for an exception."""
+    if isinstance(exc, ResourceLimitError):  # before its base class: the same field violation, another code
+        violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=str(exc))
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), [error_details_pb2.BadRequest(field_violations=[violation])]
     if isinstance(exc, InvalidArgumentError):
         violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=str(exc))
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), [error_details_pb2.BadRequest(field_violations=[violation])]

@@ -25,8 +25,9 @@ from ._interceptor import ErrorInterceptor, quiet_lost_client_errors
 from ._metrics import Metrics
 from ._security import TokenAuthInterceptor, load_tokens, server_credentials
 from .engine.runtime import ServerShuttingDown, resolve_device
+from .engine.sizing import MiB
 from .evaluator import Evaluator
-from .memory import keep_heap
+from .memory import keep_heap, machine_memory
 from .requests import Limits, RequestReader
 from .scheduler import Scheduler
 from .servicer import DreamRenderServicer, ModelCache
@@ -68,6 +69,9 @@ class ServerConfig:
                                                "each); past it RESOURCE_EXHAUSTED (0: no budget)")
     max_work: float = _cfg(20_000.0, "largest render in Mpx-steps (pixels x steps over octaves or scales; a 512 px "
                                      "style of 3 scales x 100 iterations is about 35)", type=float)
+    max_job_memory: int = _cfg(0, "MB one job may need at its peak, estimated from its settings before it starts; "
+                                  "past it RESOURCE_EXHAUSTED naming both figures (0: 80%% of the machine's or "
+                                  "container's memory)")
     max_message_mb: int = _cfg(MAX_MESSAGE_MB, "largest gRPC message in MiB, each way")
     pull: tuple[str, ...] = _cfg((), "fetch this model's weights at start (repeatable)", metavar="MODEL")
     grace: float = _cfg(30.0, "seconds running jobs get to finish on SIGTERM")
@@ -187,7 +191,10 @@ def create_server(config: ServerConfig) -> Server:
         interceptors.append(TokenAuthInterceptor(load_tokens(config.auth_token_file)))
     server = grpc.aio.server(interceptors=interceptors, options=options)
     evaluator = Evaluator(store, threads=config.evaluator_threads, enabled=config.evaluator)
-    requests = RequestReader(limits=Limits(config.max_input_pixels, config.max_side, config.max_work), store=store,
+    limits = Limits(config.max_input_pixels, config.max_side, config.max_work,
+                    max_job_memory=(config.max_job_memory or int(0.8 * machine_memory() / MiB)) * MiB,
+                    evaluator=config.evaluator)
+    requests = RequestReader(limits=limits, store=store,
                              default_dream_model=config.default_dream_model,
                              default_style_model=config.default_style_model)
     servicer = DreamRenderServicer(cache=ModelCache(store, device, metrics), scheduler=scheduler, requests=requests,

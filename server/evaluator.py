@@ -19,11 +19,30 @@ from dreamrender.models import ModelStore, export_onnx
 from dreamrender.settings import DreamSettings, StyleSettings
 
 from .engine.events import Checkpoint, Event, Result, Scores
+from .engine.sizing import EVAL_MAX_PIXELS
 
 __all__ = ["Evaluator", "CheckpointScorer", "style_terms"]
 
 log = logging.getLogger(__name__)
 RESULT_WAIT_SECONDS = 5.0
+# Checkpoints larger than this are scored downscaled to it: onnxruntime's forward at 2048x1365
+# holds two 700 MB activations beside the render's own memory. The engine's exact loss is in
+# the progress events; these scores then say how the picture is doing at 1 Mpx, and the
+# evaluator name says the size ("onnxruntime:CPUExecutionProvider at 1224x816").
+
+
+def _bounded(image: np.ndarray) -> tuple[np.ndarray, str]:
+    """The image to score (downscaled to EVAL_MAX_PIXELS when larger) and the name's suffix."""
+    h, w = image.shape[-2:]
+    if h * w <= EVAL_MAX_PIXELS:
+        return image, ""
+    import torch
+
+    from .engine.imaging import resize_to
+
+    k = (EVAL_MAX_PIXELS / (h * w)) ** 0.5
+    size = (max(1, int(h * k)), max(1, int(w * k)))
+    return resize_to(torch.from_numpy(image), size).numpy(), f" at {size[1]}x{size[0]}"
 
 
 def style_terms(s: StyleSettings) -> StyleTerms:
@@ -71,9 +90,10 @@ class Evaluator:
     def dream_sink(self, sink: Callable[[Event], None], s: DreamSettings) -> Callable[[Event], None]:
         terms = [(t.layer, t.channels, t.weight) for t in s.terms]
 
-        def score(image: np.ndarray) -> dict[str, float]:
+        def score(image: np.ndarray) -> tuple[dict[str, float], str]:
             scorer = self.scorer(s.model, [t[0] for t in terms])
-            return {"score": scorer.dream_score(image, terms, objective=s.objective)}
+            image, at = _bounded(image)
+            return {"score": scorer.dream_score(image, terms, objective=s.objective)}, at
 
         return CheckpointScorer(self, sink, score) if self.enabled else _drop_checkpoints(sink)
 
@@ -84,13 +104,14 @@ class Evaluator:
         terms = style_terms(s)
         targets: dict[tuple[int, int], StyleTargets] = {}
 
-        def score(image: np.ndarray) -> dict[str, float]:
+        def score(image: np.ndarray) -> tuple[dict[str, float], str]:
             scorer = self.scorer(s.model, list(terms.content_layers) + list(terms.style_layers))
+            image, at = _bounded(image)
             hw = tuple(image.shape[-2:])
             if hw not in targets:  # once per scale
                 targets[hw] = scorer.style_targets(content, styles, hw, style_weights=[x.weight for x in s.styles],  # type: ignore[arg-type]
                                                    style_scales=[x.scale for x in s.styles], terms=terms)
-            return scorer.candidate_terms(image, targets[hw])  # type: ignore[index]
+            return scorer.candidate_terms(image, targets[hw]), at  # type: ignore[index]
 
         return CheckpointScorer(self, sink, score) if self.enabled else _drop_checkpoints(sink)
 
@@ -116,7 +137,7 @@ class CheckpointScorer:
     """
 
     def __init__(self, evaluator: Evaluator, sink: Callable[[Event], None],
-                 score: Callable[[np.ndarray], dict[str, float]]) -> None:
+                 score: Callable[[np.ndarray], tuple[dict[str, float], str]]) -> None:
         self.evaluator, self.sink, self.score = evaluator, sink, score
         self._lock = threading.Lock()
         self._waiting: Checkpoint | None = None
@@ -158,7 +179,7 @@ class CheckpointScorer:
                     self._draining = False
                     return
             try:
-                values = self.score(ev.image)
+                values, at = self.score(ev.image)
             except Exception:
                 log.exception("checkpoint scoring failed at step %d", ev.step)
                 continue
@@ -166,4 +187,4 @@ class CheckpointScorer:
                 if self._closed:  # the result has gone out: the stream is over
                     return
                 self.scored += 1
-                self.sink(Scores(ev.step, ev.stage_index, values, self.evaluator.name))
+                self.sink(Scores(ev.step, ev.stage_index, values, self.evaluator.name + at))

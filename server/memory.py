@@ -14,7 +14,7 @@ import gc
 import logging
 from typing import Any
 
-__all__ = ["keep_heap", "release_memory"]
+__all__ = ["keep_heap", "release_memory", "machine_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +53,23 @@ def release_memory() -> None:
     gc.collect()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its container's (cgroup v2 or v1)
+    limit when that is lower."""
+    total = 0
+    try:
+        with open("/proc/meminfo") as f:
+            total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        total = 8 << 30  # not Linux: assume a modest machine
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dreamrender import wire
-from dreamrender.errors import InvalidArgumentError
+from dreamrender.errors import InvalidArgumentError, ResourceLimitError
 from dreamrender.models import (FEED_FORWARD_MODELS, ModelSpec, ModelStore, WeightsError, get_spec, is_available,
                                list_specs)
 from dreamrender.settings import (DreamSettings, DreamTerm, PresetWeight, PreviewSettings, StyleImageSettings,
@@ -24,7 +24,8 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 from .codec import decode_image, probe_image
 from .engine.dream import check_terms, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
-from .engine.style import check_content_side, check_layers, style_work
+from .engine.sizing import MiB, dream_memory, style_memory
+from .engine.style import check_content_side, check_layers, render_sides, style_work
 
 __all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "RequestReader", "MAX_CANDIDATES", "result_format", "check_strings",
            "dream_settings", "style_settings", "evaluate_settings"]
@@ -55,6 +56,8 @@ class Limits:
     max_input_pixels: int  # decoding refused above this (decompression bombs)
     max_side: int  # longest side of any render's output
     max_work: float = 20_000.0  # Mpx-steps: a render's pixels times its steps, summed over octaves/scales
+    max_job_memory: int = 0  # bytes one job may add at its peak (engine.sizing estimates it); 0: no limit
+    evaluator: bool = True  # checkpoint scoring runs beside the render (its memory counts)
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,16 @@ class RequestReader:
             raise InvalidArgumentError(field, f"work estimate {work / 1e6:,.0f} Mpx-steps ({what}) is over the "
                                        "server's limit", f"at most {self.limits.max_work:,.0f} Mpx-steps")
 
+    def check_memory(self, need: int, field: str, what: str) -> None:
+        """ResourceLimitError (RESOURCE_EXHAUSTED) when a job's estimated peak memory is over the
+        operator's --max-job-memory: refused before any work, rather than killed by the machine."""
+        limit = self.limits.max_job_memory
+        if limit and need > limit:
+            raise ResourceLimitError(field, f"the render ({what}) would need about {need / MiB:,.0f} MB at its peak, "
+                                            f"over this server's --max-job-memory of {limit / MiB:,.0f} MB",
+                                     "a smaller size, fewer L-BFGS pairs (lbfgs_history), a smaller tile_size, "
+                                     "or the adam optimizer")
+
     def check_side(self, side: int, field: str) -> None:
         if side > self.limits.max_side:
             raise InvalidArgumentError(field, f"{side} px is over the server's limit", f"at most {self.limits.max_side}")
@@ -251,6 +264,7 @@ class RequestReader:
             raise InvalidArgumentError("size" if s.size else which, f"shorter side {min(h, w)} px is too small",
                                        f"at least {min_side} px")
         self.check_work(dream_work(h, w, s, min_side), "steps", f"{w}x{h}, {s.octaves} octaves x {s.steps} steps")
+        self.check_memory(dream_memory(h, w, s, evaluator=self.limits.evaluator), "size", f"a {w}x{h} dream in {s.tile_size} px tiles")
         if which == "noise":
             start = dream_noise(w, h, req.seed)
         else:
@@ -311,6 +325,9 @@ class RequestReader:
         if s.method != "feed_forward":
             self.check_work(style_work(ch, cw, s, min_side), "iterations",
                             f"size {s.size}, {s.scales} scales x {s.iterations} iterations")
+            sizes = [fit_long_side(ch, cw, side) for side in render_sides(s, min_side, (ch, cw))]
+            self.check_memory(style_memory(sizes, s, evaluator=self.limits.evaluator), "size",
+                              f"{sizes[-1][1]}x{sizes[-1][0]} {s.optimizer}")
         if s.init == "image" and not req.HasField("init_image"):
             raise InvalidArgumentError("init_image", "init is IMAGE but no init_image given", "an encoded image")
         init_size = self.probe(req.init_image, "init_image") if s.init == "image" else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-__all__ = ["InvalidArgumentError", "quoted", "describe"]
+__all__ = ["InvalidArgumentError", "ResourceLimitError", "quoted", "describe"]
 
 # How much of a caller's string an error message repeats: a 4,000-character layer name echoed
 # whole pushed the status past the client's metadata limit, hiding the field violation.
@@ -44,3 +44,9 @@ class InvalidArgumentError(ValueError):
         self.allowed = allowed or ""
         msg = f"{self.field}: {self.problem}" + (f" (allowed: {self.allowed})" if self.allowed else "")
         super().__init__(msg)
+
+
+class ResourceLimitError(InvalidArgumentError):
+    """A valid request that needs more than the server grants one job (memory): RESOURCE_EXHAUSTED,
+    with the field to change named as for INVALID_ARGUMENT. Retrying will not help; asking for
+    less will."""

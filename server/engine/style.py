@@ -19,6 +19,7 @@ from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings, long_side_floor, style_side
 
 from ._tiles import Geometry, TiledObjective, geometry, tiled_grams_and_maps, total_variation
+from .sizing import lbfgs_pairs, style_tile
 from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
 from .imaging import preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
@@ -212,23 +213,12 @@ class _Objective:
         return total, terms
 
 
-# Above this many pixels a scale's loss is tiled (when the network allows it exactly): VGG16's
-# activations with autograd take about 1.7 KB per pixel in fp32, so 1 Mpx untiled needs ~1.7 GB.
-AUTO_TILE_PIXELS = 1024 * 1024
-AUTO_TILE = 512
-
-
 def tiling(net: FeatureNet, s: StyleSettings, hw: Sequence[int]) -> tuple[Geometry, int] | None:
-    """(geometry, tile side) when an image of size `hw` is processed in tiles, else None."""
-    h, w = hw
-    if s.tile_size:
-        if max(h, w) <= s.tile_size:
-            return None
-        tile = s.tile_size
-    elif h * w <= AUTO_TILE_PIXELS:
+    """(geometry, tile side) when an image of size `hw` is processed in tiles, else None (also
+    for networks whose tiles could not be exact)."""
+    tile = style_tile(s, hw)
+    if tile is None:
         return None
-    else:
-        tile = AUTO_TILE
     geo = geometry(net, _layers(s))
     return (geo, tile) if geo is not None else None
 
@@ -430,7 +420,7 @@ def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles:
         if tiled else _Objective(net, s, targets, device, tracker.precision))
     iterations = s.iterations_at(index, tracker.n_scales)
     if s.optimizer == "lbfgs":
-        _run_lbfgs(x, objective, tracker, iterations, s.effective_lr, s.lbfgs_history)
+        _run_lbfgs(x, objective, tracker, iterations, s.effective_lr, lbfgs_pairs(s, x.shape[-2] * x.shape[-1]))
     else:
         _run_adam(x, objective, tracker, iterations, s.effective_lr)
     tracker.frame()

@@ -68,7 +68,7 @@ def test_geometry_and_spans():
 def test_auto_tiling_switches_on_above_a_size_and_tile_size_forces_it():
     net = get_model("tiny")
     assert tiling(net, StyleSettings(model="tiny"), (683, 1024)) is None
-    assert tiling(net, StyleSettings(model="tiny"), (1365, 2048))[1] == 512
+    assert tiling(net, StyleSettings(model="tiny"), (1365, 2048))[1] == 512  # AUTO_TILE above 1 Mpx
     assert tiling(net, StyleSettings(model="tiny", tile_size=64), (100, 150))[1] == 64
     assert tiling(net, StyleSettings(model="tiny", tile_size=256), (100, 150)) is None  # fits one tile
 

@@ -154,3 +154,15 @@ def test_dreamctl_evaluate_json_and_table(server, tmp_path):
     assert rows[0]["content"] == 0 and rows[1]["style"] < rows[0]["style"]
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:5] == ["image", "content", "style", "tv", "total"]
+
+
+def test_large_checkpoints_are_scored_at_a_bounded_size(server, chelsea_bytes, monkeypatch):
+    import dreamrender.server.evaluator as evaluator_module
+
+    monkeypatch.setattr(evaluator_module, "EVAL_MAX_PIXELS", 40 * 27)  # chelsea at 64 px is 64x43
+    with DreamClient(server.target) as c:
+        events = list(c.render_style(chelsea_bytes, [DATA / "starry_small.png"], size=64, scales=1, iterations=4,
+                                     preview={"every": 2}, timeout=120))
+    scores = [e for e in events if isinstance(e, pb.CheckpointScores)]
+    assert scores and all(e.evaluator.endswith(" at 40x26") for e in scores), [e.evaluator for e in scores]
+    assert all(e.values["total"] > 0 for e in scores)

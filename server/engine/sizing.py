@@ -1,0 +1,71 @@
+"""What a render needs: when style losses are tiled, how many L-BFGS pairs fit, and the peak memory
+a job adds to the server (what `--max-job-memory` checks before any work).
+
+The memory figures are per-pixel costs measured with bench/bench_memory.py on VGG16 (CPU, fp32 and
+bf16 alike within 10%); they estimate a job's peak above an idle server, rounded up, not exactly.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from dreamrender.settings import DreamSettings, StyleSettings
+
+__all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
+           "style_memory", "dream_memory", "MiB", "EVAL_MAX_PIXELS"]
+
+MiB = 1 << 20
+
+# Above this many pixels a scale's style loss is tiled: VGG16's activations with autograd take
+# about 1.75 KB per pixel, so 1 Mpx untiled needs ~1.8 GB for them alone.
+AUTO_TILE_PIXELS = 1024 * 1024
+AUTO_TILE = 512
+STYLE_HALO = 64  # VGG16's (engine/_tiles.py computes each network's own)
+
+# L-BFGS keeps two image-sized float32 vectors per correction pair: 100 pairs are 420 MB at
+# 512x341 and 6.7 GB at 2048x1365. The history adapts to this budget (never below
+# MIN_LBFGS_PAIRS); bench/bench_lbfgs_history.py has the loss curves behind the figures.
+LBFGS_HISTORY_BYTES = 256 * MiB
+MIN_LBFGS_PAIRS = 5
+
+# Checkpoint scoring (the server's evaluator) works on at most this many pixels.
+EVAL_MAX_PIXELS = 1024 * 1024
+
+_ACT_BYTES_PER_PX = 1750  # VGG16 to relu5_1, forward + backward, per input pixel
+_EVAL_BYTES_PER_PX = 600  # onnxruntime's forward (two live activations at a time) plus the scores' copies
+_MODEL_BYTES = 250 * MiB  # VGG16's weights, their bf16 copies and the load's transient
+_STYLE_VECTORS = 12  # image-sized float32 tensors besides the history (x, grad, best, L-BFGS's own)
+_DREAM_VECTORS = 10  # image, octave pyramid, detail, rolled copies, gradient, result
+
+
+def style_tile(s: StyleSettings, hw: Sequence[int]) -> int | None:
+    """The tile side a scale of size `hw` is computed in, or None for untiled."""
+    h, w = hw
+    if s.tile_size:
+        return s.tile_size if max(h, w) > s.tile_size else None
+    return AUTO_TILE if h * w > AUTO_TILE_PIXELS else None
+
+
+def lbfgs_pairs(s: StyleSettings, pixels: int) -> int:
+    """L-BFGS pairs kept at a scale of `pixels`: as asked, within LBFGS_HISTORY_BYTES."""
+    fit = LBFGS_HISTORY_BYTES // (2 * 3 * 4 * pixels)
+    return max(1, min(s.lbfgs_history, max(MIN_LBFGS_PAIRS, fit)))
+
+
+def style_memory(sizes: Sequence[tuple[int, int]], s: StyleSettings, *, evaluator: bool) -> int:
+    """Peak bytes a Gatys render adds, over its scales of (h, w) `sizes`."""
+    peak = 0
+    for h, w in sizes:
+        px = h * w
+        tile = style_tile(s, (h, w))
+        act_px = min(px, (tile + 2 * STYLE_HALO) ** 2) if tile else px
+        vectors = _STYLE_VECTORS + (2 * lbfgs_pairs(s, px) if s.optimizer == "lbfgs" else 0)
+        need = act_px * _ACT_BYTES_PER_PX + px * 12 * vectors + (min(px, EVAL_MAX_PIXELS) * _EVAL_BYTES_PER_PX if evaluator else 0)
+        peak = max(peak, need)
+    return peak + _MODEL_BYTES
+
+
+def dream_memory(h: int, w: int, s: DreamSettings, *, evaluator: bool) -> int:
+    """Peak bytes a dream of output (h, w) adds: one tile's activations and the image-sized tensors."""
+    tile_px = min(h, s.tile_size) * min(w, s.tile_size)
+    scoring = min(h * w, EVAL_MAX_PIXELS) * _EVAL_BYTES_PER_PX if evaluator else 0
+    return tile_px * _ACT_BYTES_PER_PX + h * w * 12 * _DREAM_VECTORS + scoring + _MODEL_BYTES

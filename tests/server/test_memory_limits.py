@@ -1,0 +1,70 @@
+"""Admission control knows memory (#17): a job whose estimated peak is over --max-job-memory is
+refused with RESOURCE_EXHAUSTED naming both figures, before any work."""
+from __future__ import annotations
+
+import re
+
+import grpc
+import pytest
+
+from dreamrender.client import DreamClient, DreamError
+from dreamrender.server.engine.sizing import lbfgs_pairs, style_memory
+from dreamrender.settings import StyleSettings
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+from ..conftest import DATA, start_server
+
+
+@pytest.fixture(scope="module")
+def small_server(models_dir):
+    srv = start_server(models_dir, max_job_memory=400)
+    yield srv
+    srv.stop()
+
+
+def _refused(call) -> DreamError:
+    with pytest.raises(DreamError) as err:
+        call()
+    return err.value
+
+
+@pytest.mark.parametrize("kind", ["style", "dream"])
+def test_a_job_over_the_memory_limit_is_refused_before_any_work(small_server, chelsea_bytes, kind):
+    with DreamClient(small_server.target) as c:
+        if kind == "style":
+            events = []
+            err = _refused(lambda: events.extend(c.render_style(chelsea_bytes, [DATA / "starry_small.png"], size=1024,
+                                                                timeout=30)))
+        else:
+            events = []
+            err = _refused(lambda: events.extend(c.render_dream(noise=(1024, 1024), tile_size=1024, timeout=30)))
+    assert events == []  # not even Accepted: refused before the job exists
+    assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED and err.violations[0][0] == "size"
+    found = re.search(r"about ([0-9,]+) MB.*--max-job-memory of ([0-9,]+) MB", err.details)
+    need, limit = (int(x.replace(",", "")) for x in found.groups())
+    assert limit == 400 and need > limit, err.details
+    assert small_server.scheduler.active == 0 and small_server.scheduler.queue_depth == 0
+
+
+def test_a_job_within_the_limit_runs(small_server, chelsea_bytes):
+    with DreamClient(small_server.target) as c:
+        png = c.style(chelsea_bytes, [DATA / "starry_small.png"], size=64, scales=1, iterations=2, timeout=60)
+    assert png.startswith(b"\x89PNG")
+
+
+def test_the_estimate_grows_with_size_and_shrinks_with_tiles_and_adam():
+    s = StyleSettings()
+    small, large = style_memory([(341, 512)], s, evaluator=True), style_memory([(1365, 2048)], s, evaluator=True)
+    assert large > 2 * small
+    untiled = style_memory([(1365, 2048)], StyleSettings(tile_size=4096), evaluator=True)
+    assert untiled > large  # auto tiles at 2048
+    adam = style_memory([(1365, 2048)], StyleSettings(optimizer="adam"), evaluator=True)
+    assert adam < large
+
+
+def test_lbfgs_history_adapts_to_its_budget():
+    s = StyleSettings()
+    assert lbfgs_pairs(s, 341 * 512) == 64  # 256 MiB / (24 B x 174,592 px)
+    assert lbfgs_pairs(s, 1365 * 2048) == 5  # never below MIN_LBFGS_PAIRS
+    assert lbfgs_pairs(StyleSettings(lbfgs_history=20), 341 * 512) == 20  # asked for fewer: as asked
+    assert lbfgs_pairs(StyleSettings(lbfgs_history=3), 1365 * 2048) == 3

@@ -119,8 +119,11 @@ class StyleSettings:
     tile_size: int = _opt(0, "compute the loss in tiles of this side when a scale is larger, in the same memory "
                              "whatever the size (exact; about 2x the work); 0: auto, 512 px tiles above 1 Mpx",
                           lo=0, hi=16384)
-    lbfgs_history: int = _opt(100, "L-BFGS correction pairs kept (each costs two image-sized float32 "
-                                   "vectors; fewer: less memory, a little less progress per iteration)",
+    large_iterations: int = _opt(30, "iterations of a full-size scale over 1 Mpx that follows coarser ones: it "
+                                     "refines what they painted, as neural-style's multires scripts do "
+                                     "(0: --iterations)", lo=0, hi=100000)
+    lbfgs_history: int = _opt(100, "L-BFGS correction pairs kept at most (each costs two image-sized float32 "
+                                   "vectors; fewer are kept where they would pass 256 MiB, never under 5)",
                               lo=1, hi=1000)
     content_weight: float = _opt(1.0, "weight of the content loss", lo=0.0, hi=1e12)
     style_weight: float = _opt(1e-4, "weight of the style loss", lo=0.0, hi=1e12)
@@ -145,10 +148,12 @@ class StyleSettings:
                           choices=PRECISION_CHOICES)
     preview: PreviewSettings = field(default=PreviewSettings(every=10), metadata={"help": "preview frames"})
 
-    def iterations_at(self, index: int, count: int) -> int:
-        """Iterations of scale `index` of `count` (the last is the full size)."""
-        if index < count - 1 and self.coarse_iterations:
-            return self.coarse_iterations
+    def iterations_at(self, index: int, count: int, pixels: int = 0) -> int:
+        """Iterations of scale `index` of `count` (the last is the full size, of `pixels`)."""
+        if index < count - 1:
+            return self.coarse_iterations or self.iterations
+        if count > 1 and pixels > LARGE_SCALE_PIXELS and self.large_iterations:
+            return min(self.iterations, self.large_iterations)
         return self.iterations
 
     @property
@@ -156,6 +161,10 @@ class StyleSettings:
         if self.learning_rate > 0:
             return self.learning_rate
         return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+
+# A full-size style scale above this many pixels that follows coarser ones runs `large_iterations`.
+LARGE_SCALE_PIXELS = 1024 * 1024
 
 
 def long_side_floor(min_side: int, h: int, w: int) -> int:

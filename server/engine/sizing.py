@@ -11,7 +11,8 @@ from typing import Sequence
 from dreamrender.settings import DreamSettings, StyleSettings
 
 __all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
-           "style_memory", "dream_memory", "MiB", "EVAL_MAX_PIXELS"]
+           "style_memory", "dream_memory", "MiB", "EVAL_MAX_PIXELS",
+           "scale_cost", "TILED_COST"]
 
 MiB = 1 << 20
 
@@ -43,6 +44,15 @@ def style_tile(s: StyleSettings, hw: Sequence[int]) -> int | None:
     if s.tile_size:
         return s.tile_size if max(h, w) > s.tile_size else None
     return AUTO_TILE if h * w > AUTO_TILE_PIXELS else None
+
+
+# A tiled scale's work per pixel: pass 2 over the halos' overlap, plus pass 1's forward.
+TILED_COST = 2.0
+
+
+def scale_cost(s: StyleSettings, hw: Sequence[int]) -> float:
+    """One iteration's work at a scale of size `hw`, in pixel units (untiled: its pixels)."""
+    return hw[0] * hw[1] * (TILED_COST if style_tile(s, hw) else 1.0)
 
 
 def lbfgs_pairs(s: StyleSettings, pixels: int) -> int:

@@ -19,9 +19,9 @@ from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings, long_side_floor, style_side
 
 from ._tiles import Geometry, TiledObjective, geometry, tiled_grams_and_maps, total_variation
-from .sizing import lbfgs_pairs, style_tile
+from .sizing import lbfgs_pairs, scale_cost, style_tile
 from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
-from .imaging import preview_array, resize_long_side, resize_to, to_uint8
+from .imaging import fit_long_side, preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
 __all__ = ["render_style", "gram", "gram_loss", "scale_sides", "first_scale_side", "check_layers", "preserve_colors",
@@ -145,8 +145,8 @@ def style_work(h: int, w: int, s: StyleSettings, min_side: int) -> float:
     """Pixel-iterations a Gatys render of an (h, w) content costs at `s.size` (each scale's
     pixels times its iterations; the operator's --max-work caps it)."""
     sides = render_sides(s, min_side, (h, w))
-    area = h * w * (s.size / max(h, w)) ** 2
-    return float(sum((side / s.size) ** 2 * area * s.iterations_at(i, len(sides)) for i, side in enumerate(sides)))
+    sizes = [fit_long_side(h, w, side) for side in sides]
+    return float(sum(scale_cost(s, hw) * s.iterations_at(i, len(sides), hw[0] * hw[1]) for i, hw in enumerate(sizes)))
 
 
 def check_layers(model: str, names: Sequence[str], s: StyleSettings) -> None:
@@ -287,7 +287,7 @@ class _Tracker:
         if loss < self.best_loss or self.best is None:
             self.best_loss, self.best = loss, x.detach().clone()
         self.step += 1
-        self.clock.add(x.shape[-1] * x.shape[-2])
+        self.clock.add(scale_cost(self.s, x.shape[-2:]))
         self.values = {k: float(v.detach()) for k, v in terms.items()} | {"total": loss}
         self.on_event(Progress("scale", self.scale_index, self.n_scales, self.step, self.total, self.values,
                                self.clock.elapsed, self.clock.eta, self.precision))
@@ -386,7 +386,8 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     sink = on_event or (lambda _e: None)
     check_content_side(s, net.min_side, content.shape[-2:])
     sides = render_sides(s, net.min_side, content.shape[-2:])
-    iters = [s.iterations_at(i, len(sides)) for i in range(len(sides))]
+    sizes = [fit_long_side(*content.shape[-2:], side) for side in sides]
+    iters = [s.iterations_at(i, len(sides), hw[0] * hw[1]) for i, hw in enumerate(sizes)]
     clock = WorkClock(style_work(*content.shape[-2:], s, net.min_side))
     tracker = _Tracker(s, sink, cancel, sum(iters), clock, content, len(sides), resolve_precision(s.precision, device))
     x = None
@@ -418,7 +419,7 @@ def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles:
     objective: _Objective | TiledObjective = (
         TiledObjective(net, s, targets.content, targets.grams, device, tracker.precision, geo=tiled[0], tile=tiled[1])
         if tiled else _Objective(net, s, targets, device, tracker.precision))
-    iterations = s.iterations_at(index, tracker.n_scales)
+    iterations = s.iterations_at(index, tracker.n_scales, x.shape[-2] * x.shape[-1])
     if s.optimizer == "lbfgs":
         _run_lbfgs(x, objective, tracker, iterations, s.effective_lr, lbfgs_pairs(s, x.shape[-2] * x.shape[-1]))
     else:

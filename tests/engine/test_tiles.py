@@ -99,3 +99,11 @@ def _untileable():
     net = copy.deepcopy(get_model("tiny"))
     net.net.features[0].stride = (2, 2)
     return net
+
+
+def test_a_large_final_scale_refines_in_fewer_iterations():
+    s = StyleSettings(iterations=100)
+    assert s.iterations_at(2, 3, 1365 * 2048) == 30  # large_iterations
+    assert s.iterations_at(1, 3, 683 * 1024) == 100  # coarse scales as asked
+    assert s.iterations_at(0, 1, 1365 * 2048) == 100  # a single scale has nothing to refine
+    assert StyleSettings(iterations=100, large_iterations=0).iterations_at(2, 3, 1365 * 2048) == 100

@@ -204,7 +204,7 @@ class PresetWeight(_message.Message):
     def __init__(self, index: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RenderStyleRequest(_message.Message):
-    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history", "method", "strength", "presets", "feed_forward_scores", "precision", "tile_size")
+    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history", "method", "strength", "presets", "feed_forward_scores", "precision", "tile_size", "large_iterations")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     STYLES_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +233,7 @@ class RenderStyleRequest(_message.Message):
     FEED_FORWARD_SCORES_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LARGE_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     model: str
     content: Image
     styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
@@ -261,7 +262,8 @@ class RenderStyleRequest(_message.Message):
     feed_forward_scores: bool
     precision: Precision
     tile_size: int
-    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ..., lbfgs_history: _Optional[int] = ..., method: _Optional[_Union[StyleMethod, str]] = ..., strength: _Optional[float] = ..., presets: _Optional[_Iterable[_Union[PresetWeight, _Mapping]]] = ..., feed_forward_scores: _Optional[bool] = ..., precision: _Optional[_Union[Precision, str]] = ..., tile_size: _Optional[int] = ...) -> None: ...
+    large_iterations: int
+    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ..., lbfgs_history: _Optional[int] = ..., method: _Optional[_Union[StyleMethod, str]] = ..., strength: _Optional[float] = ..., presets: _Optional[_Iterable[_Union[PresetWeight, _Mapping]]] = ..., feed_forward_scores: _Optional[bool] = ..., precision: _Optional[_Union[Precision, str]] = ..., tile_size: _Optional[int] = ..., large_iterations: _Optional[int] = ...) -> None: ...
 
 class RenderStyleResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")

@@ -25,10 +25,10 @@ __all__ = ["Evaluator", "CheckpointScorer", "style_terms"]
 
 log = logging.getLogger(__name__)
 RESULT_WAIT_SECONDS = 5.0
-# Checkpoints larger than this are scored downscaled to it: onnxruntime's forward at 2048x1365
-# holds two 700 MB activations beside the render's own memory. The engine's exact loss is in
-# the progress events; these scores then say how the picture is doing at 1 Mpx, and the
-# evaluator name says the size ("onnxruntime:CPUExecutionProvider at 1224x816").
+# Checkpoints larger than EVAL_MAX_PIXELS are scored downscaled to it: onnxruntime's forward at
+# 2048x1365 holds two 700 MB activations beside the render's own memory. The engine's exact
+# loss is in the progress events; these scores then say how the picture is doing at that size,
+# and the evaluator name says which ("onnxruntime:CPUExecutionProvider at 627x418").
 
 
 def _bounded(image: np.ndarray) -> tuple[np.ndarray, str]:

@@ -92,13 +92,14 @@ class _Dreamer:
         for index, size in enumerate(sizes):
             octave_base = resize_to(base, size)
             # Carry up only the detail the dream added (google/deepdream), not a resampled image.
-            detail = resize_to(detail, size)
-            img = self._octave(octave_base + detail, index, len(sizes))
-            detail = img - octave_base
+            img = resize_to(detail, size) + octave_base
+            del detail  # image-sized tensors are 200 MB each at 4096 px: hold as few as possible
+            img = self._octave(img, index, len(sizes))
+            detail = img - octave_base if index < len(sizes) - 1 else None
         return img
 
     def _octave(self, img: torch.Tensor, index: int, count: int) -> torch.Tensor:
-        img = img.clamp(0, 1)
+        img = img.clamp_(0, 1)
         for _ in range(self.s.steps):
             check_cancel(self.cancel)
             img = self._step(img)
@@ -126,11 +127,12 @@ class _Dreamer:
         ty = int(torch.randint(0, s.tile_size, (1,), generator=self.gen)) if h > s.tile_size else 0
         tx = int(torch.randint(0, s.tile_size, (1,), generator=self.gen)) if w > s.tile_size else 0
         shift = ((jy + ty) % h, (jx + tx) % w)
-        rolled = torch.roll(img, shifts=shift, dims=(2, 3))
-        grad = torch.roll(self._tiled_gradient(rolled), shifts=(-shift[0], -shift[1]), dims=(2, 3))
+        unrolled = self._tiled_gradient(torch.roll(img, shifts=shift, dims=(2, 3)))  # the rolled copy dies here
+        grad = torch.roll(unrolled, shifts=(-shift[0], -shift[1]), dims=(2, 3))
+        del unrolled
         norm = grad.std() if s.gradient_norm == "std" else grad.abs().mean()
-        img = img + grad * (s.step_size / 255.0 / (float(norm) + 1e-8))
-        return img.clamp(0, 1)
+        # In place: the step owns `img` (each octave starts from a fresh sum, frames copy it).
+        return img.add_(grad, alpha=s.step_size / 255.0 / (float(norm) + 1e-8)).clamp_(0, 1)
 
     def _tiled_gradient(self, img: torch.Tensor) -> torch.Tensor:
         h, w = img.shape[-2:]

@@ -22,14 +22,19 @@ AUTO_TILE_PIXELS = 1024 * 1024
 AUTO_TILE = 512
 STYLE_HALO = 64  # VGG16's (engine/_tiles.py computes each network's own)
 
-# L-BFGS keeps two image-sized float32 vectors per correction pair: 100 pairs are 420 MB at
-# 512x341 and 6.7 GB at 2048x1365. The history adapts to this budget (never below
-# MIN_LBFGS_PAIRS); bench/bench_lbfgs_history.py has the loss curves behind the figures.
-LBFGS_HISTORY_BYTES = 256 * MiB
+# L-BFGS keeps two image-sized float32 vectors per correction pair: 100 pairs are 400 MiB at
+# 512x341 and 6.4 GiB at 2048x1365. The history adapts to this budget (never below
+# MIN_LBFGS_PAIRS). bench/bench_lbfgs_history.py, 512 px, 300 iterations, best loss against
+# 100 pairs: 50 pairs (this budget at 512 px) within 0.5% at every iteration; 25 within 1.5%;
+# 10 within 4%, and all of them within 1% over the first 25 iterations, which is why the few
+# pairs left at 2048 px do for a large scale's 30 refining iterations.
+LBFGS_HISTORY_BYTES = 200 * MiB
 MIN_LBFGS_PAIRS = 5
 
-# Checkpoint scoring (the server's evaluator) works on at most this many pixels.
-EVAL_MAX_PIXELS = 1024 * 1024
+# Checkpoint scoring (the server's evaluator) works on at most this many pixels (a 512x512
+# image; a 512x341 render is scored whole). onnxruntime's forward at 1 Mpx held about 1 GB
+# beside the render (its outputs alone are 545 MB for the six style layers).
+EVAL_MAX_PIXELS = 512 * 512
 
 _ACT_BYTES_PER_PX = 1750  # VGG16 to relu5_1, forward + backward, per input pixel
 _EVAL_BYTES_PER_PX = 600  # onnxruntime's forward (two live activations at a time) plus the scores' copies

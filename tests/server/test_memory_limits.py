@@ -64,7 +64,7 @@ def test_the_estimate_grows_with_size_and_shrinks_with_tiles_and_adam():
 
 def test_lbfgs_history_adapts_to_its_budget():
     s = StyleSettings()
-    assert lbfgs_pairs(s, 341 * 512) == 64  # 256 MiB / (24 B x 174,592 px)
+    assert lbfgs_pairs(s, 341 * 512) == 50  # 200 MiB / (24 B x 174,592 px)
     assert lbfgs_pairs(s, 1365 * 2048) == 5  # never below MIN_LBFGS_PAIRS
     assert lbfgs_pairs(StyleSettings(lbfgs_history=20), 341 * 512) == 20  # asked for fewer: as asked
     assert lbfgs_pairs(StyleSettings(lbfgs_history=3), 1365 * 2048) == 3

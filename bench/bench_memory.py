@@ -1,0 +1,125 @@
+"""Memory benchmark (#17): peak RSS of the whole dreamd process, and s/iter, per render size.
+
+    python bench/bench_memory.py [--sizes 512 1024 2048] [--dream-sizes 2048 4096] [--quick]
+    python bench/bench_memory.py --phases 512      # where a 512 px style's memory goes
+
+Each measurement starts its own dreamd (real VGG16 weights from $DREAMRENDER_MODELS, evaluator on,
+dreamd's own defaults) on 127.0.0.1, sends one request through the SDK and reads the server's
+VmHWM (peak RSS) and VmRSS from /proc. Styles run one scale of warm-up + 5 iterations (L-BFGS's
+warm-up fills its history, whose memory is part of the peak); s/iter is the mean of the last 5
+(from the progress events' elapsed time). `--untiled` adds the untiled engine beside the tiled
+default at sizes that tile.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dreamrender.client import DreamClient
+from dreamrender.server.engine.sizing import AUTO_TILE_PIXELS
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENT = ROOT / "server" / "assets" / "chelsea.png"
+STYLE = ROOT / "server" / "assets" / "starry_night.jpg"
+
+
+def _status(pid: int) -> dict[str, float]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+class Dreamd:
+    """A dreamd subprocess on a free loopback port."""
+
+    def __init__(self, *flags: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "dreamrender.server.app", "--listen", "127.0.0.1:0",
+                                      "--device", "cpu", "--log-level", "WARNING", *flags],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("dreamd listening"):
+            raise RuntimeError(self.proc.stderr.read())
+        self.target = line.split()[-1]
+
+    def memory(self) -> dict[str, float]:
+        return _status(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def _per_iter(events: list, last: int) -> float:
+    times = [(e.step, e.elapsed_seconds) for e in events if isinstance(e, pb.Progress)]
+    (s0, t0), (s1, t1) = times[-last - 1], times[-1]
+    return (t1 - t0) / (s1 - s0)
+
+
+def style(size: int, optimizer: str, warmup: int, flags: tuple[str, ...] = (), **extra) -> str:
+    if optimizer == "lbfgs":  # until the history is full: its memory is part of the peak
+        from dreamrender.server.engine.sizing import lbfgs_pairs
+        from dreamrender.settings import StyleSettings
+
+        warmup = max(warmup, lbfgs_pairs(StyleSettings(), size * size * 2 // 3) + 1)
+    d = Dreamd(*flags)
+    try:
+        idle = d.memory()["VmRSS"]
+        with DreamClient(d.target) as c:
+            events = list(c.render_style(CONTENT, [STYLE], size=size, scales=1, iterations=warmup + 5,
+                                         optimizer=optimizer, preview={"every": 0}, timeout=7200, **extra))
+        time.sleep(0.5)
+        m = d.memory()
+    finally:
+        d.stop()
+    return (f"style {size:5d} px {optimizer:5s} {' '.join(flags) or 'defaults':28s} peak {m['VmHWM']:7.0f} MB, "
+            f"after {m['VmRSS']:6.0f} MB (idle {idle:.0f}), {_per_iter(events, 5):6.2f} s/iter")
+
+
+def dream(size: int, flags: tuple[str, ...] = ()) -> str:
+    d = Dreamd(*flags)
+    try:
+        idle = d.memory()["VmRSS"]
+        started = time.perf_counter()
+        with DreamClient(d.target) as c:
+            events = list(c.render_dream(noise=(size, size), octaves=3, steps=2, preview={"every": 0},
+                                         timeout=7200))
+        took = time.perf_counter() - started
+        time.sleep(0.5)
+        m = d.memory()
+    finally:
+        d.stop()
+    assert isinstance(events[-1], pb.Result)
+    return (f"dream {size:5d} px 3 octaves x 2 steps {' '.join(flags) or 'defaults':14s} peak {m['VmHWM']:7.0f} MB, "
+            f"after {m['VmRSS']:6.0f} MB (idle {idle:.0f}), {took:6.1f} s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="*", default=[512, 1024, 2048])
+    p.add_argument("--dream-sizes", type=int, nargs="*", default=[2048, 4096])
+    p.add_argument("--optimizers", nargs="*", default=["lbfgs", "adam"])
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--flags", default="", help="extra dreamd flags for every run, as one string")
+    p.add_argument("--untiled", action="store_true", help="also run tiled sizes untiled (tile_size 16384)")
+    args = p.parse_args()
+    flags = tuple(shlex.split(args.flags))
+    for size in args.sizes:
+        for opt in args.optimizers:
+            print(style(size, opt, args.warmup, flags), flush=True)
+            if args.untiled and size * size * 2 // 3 > AUTO_TILE_PIXELS:
+                print(style(size, opt, args.warmup, flags, tile_size=16384) + "  (untiled)", flush=True)
+    for size in args.dream_sizes:
+        print(dream(size, flags), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -38,11 +38,19 @@ def _status(pid: int) -> dict[str, float]:
     return out
 
 
-class Dreamd:
-    """A dreamd subprocess on a free loopback port."""
+# Runs dreamd from another installed copy (--baseline SITE: `pip install --no-deps --target SITE
+# <checkout>`), past the editable install's import hook.
+_LAUNCH = ("import runpy, sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+           "sys.path.insert(0, sys.argv.pop(1)); runpy.run_module('dreamrender.server.app', run_name='__main__')")
+BASELINE: str | None = None
 
-    def __init__(self, *flags: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "dreamrender.server.app", "--listen", "127.0.0.1:0",
+
+class Dreamd:
+    """A dreamd subprocess on a free loopback port (from BASELINE's copy when `baseline`)."""
+
+    def __init__(self, *flags: str, baseline: bool = False) -> None:
+        cmd = [sys.executable, "-c", _LAUNCH, BASELINE] if baseline else [sys.executable, "-m", "dreamrender.server.app"]
+        self.proc = subprocess.Popen([*cmd, "--listen", "127.0.0.1:0",
                                       "--device", "cpu", "--log-level", "WARNING", *flags],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
@@ -64,13 +72,14 @@ def _per_iter(events: list, last: int) -> float:
     return (t1 - t0) / (s1 - s0)
 
 
-def style(size: int, optimizer: str, warmup: int, flags: tuple[str, ...] = (), **extra) -> str:
+def style(size: int, optimizer: str, warmup: int, flags: tuple[str, ...] = (), baseline: bool = False,
+          **extra) -> str:
     if optimizer == "lbfgs":  # until the history is full: its memory is part of the peak
         from dreamrender.server.engine.sizing import lbfgs_pairs
         from dreamrender.settings import StyleSettings
 
         warmup = max(warmup, lbfgs_pairs(StyleSettings(), size * size * 2 // 3) + 1)
-    d = Dreamd(*flags)
+    d = Dreamd(*flags, baseline=baseline)
     try:
         idle = d.memory()["VmRSS"]
         with DreamClient(d.target) as c:
@@ -80,12 +89,13 @@ def style(size: int, optimizer: str, warmup: int, flags: tuple[str, ...] = (), *
         m = d.memory()
     finally:
         d.stop()
-    return (f"style {size:5d} px {optimizer:5s} {' '.join(flags) or 'defaults':28s} peak {m['VmHWM']:7.0f} MB, "
+    label = "baseline" if baseline else (" ".join(flags) or "defaults")
+    return (f"style {size:5d} px {optimizer:5s} {label:28s} peak {m['VmHWM']:7.0f} MB, "
             f"after {m['VmRSS']:6.0f} MB (idle {idle:.0f}), {_per_iter(events, 5):6.2f} s/iter")
 
 
-def dream(size: int, flags: tuple[str, ...] = ()) -> str:
-    d = Dreamd(*flags)
+def dream(size: int, flags: tuple[str, ...] = (), baseline: bool = False) -> str:
+    d = Dreamd(*flags, baseline=baseline)
     try:
         idle = d.memory()["VmRSS"]
         started = time.perf_counter()
@@ -98,7 +108,8 @@ def dream(size: int, flags: tuple[str, ...] = ()) -> str:
     finally:
         d.stop()
     assert isinstance(events[-1], pb.Result)
-    return (f"dream {size:5d} px 3 octaves x 2 steps {' '.join(flags) or 'defaults':14s} peak {m['VmHWM']:7.0f} MB, "
+    label = "baseline" if baseline else (" ".join(flags) or "defaults")
+    return (f"dream {size:5d} px 3 octaves x 2 steps {label:14s} peak {m['VmHWM']:7.0f} MB, "
             f"after {m['VmRSS']:6.0f} MB (idle {idle:.0f}), {took:6.1f} s")
 
 
@@ -110,15 +121,23 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--flags", default="", help="extra dreamd flags for every run, as one string")
     p.add_argument("--untiled", action="store_true", help="also run tiled sizes untiled (tile_size 16384)")
+    p.add_argument("--baseline", metavar="SITE", help="also run each measurement, right after, on the dreamrender "
+                                                      "installed in SITE (pip install --no-deps --target SITE <checkout>)")
     args = p.parse_args()
     flags = tuple(shlex.split(args.flags))
+    global BASELINE
+    BASELINE = args.baseline
     for size in args.sizes:
         for opt in args.optimizers:
             print(style(size, opt, args.warmup, flags), flush=True)
+            if BASELINE:
+                print(style(size, opt, args.warmup, flags, baseline=True), flush=True)
             if args.untiled and size * size * 2 // 3 > AUTO_TILE_PIXELS:
                 print(style(size, opt, args.warmup, flags, tile_size=16384) + "  (untiled)", flush=True)
     for size in args.dream_sizes:
         print(dream(size, flags), flush=True)
+        if BASELINE:
+            print(dream(size, flags, baseline=True), flush=True)
 
 
 if __name__ == "__main__":

@@ -112,8 +112,13 @@ class Scorer:
             opts.inter_op_num_threads = 1
         # No busy-waiting between ops: on a machine shared with the torch loop, spinning threads
         # steal the cores the render needs.
+        # Memory over speed: without the arena and memory patterns each run's activations are
+        # freed when it ends (a server keeps the session for its lifetime); without the layout
+        # optimisations (NCHWc) onnxruntime keeps no reordered second copy of the weights (VGG16:
+        # session 39 MB instead of 110 MB, a 512 px pass 0.55 s instead of 0.46 s on one thread).
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         available = ort.get_available_providers()

@@ -109,8 +109,7 @@ def export_onnx(name: str, layers: Sequence[str], *, store: ModelStore | None = 
     """The cached ONNX export of `name` cut after the deepest of `layers`; built and verified if absent."""
     store = store or ModelStore()
     layers = list(dict.fromkeys(layers))
-    net = get_model(name, store=store)
-    unknown = [layer for layer in layers if layer not in net.layers]
+    unknown = [layer for layer in layers if layer not in get_spec(name).layer_names]
     if unknown:
         raise ValueError(f"{name} has no layers {unknown}")
     key = export_key(name, layers, store, opset)
@@ -118,8 +117,9 @@ def export_onnx(name: str, layers: Sequence[str], *, store: ModelStore | None = 
     if shared.is_file():  # pre-built (dreamctl models pull --onnx), possibly on a read-only volume
         return shared
     path = _export_dir(store) / f"{key}.onnx"
-    if path.is_file():
+    if path.is_file():  # cached: no network built (a second VGG16 was 200 MB beside a running render)
         return path
+    net = get_model(name, store=store)
     side = max(net.min_side * 2, 64)
     example = torch.rand(1, 3, side, side + 16, generator=torch.Generator().manual_seed(0))
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")

@@ -68,3 +68,15 @@ def test_lbfgs_history_adapts_to_its_budget():
     assert lbfgs_pairs(s, 1365 * 2048) == 5  # never below MIN_LBFGS_PAIRS
     assert lbfgs_pairs(StyleSettings(lbfgs_history=20), 341 * 512) == 20  # asked for fewer: as asked
     assert lbfgs_pairs(StyleSettings(lbfgs_history=3), 1365 * 2048) == 3
+
+
+def test_a_tiled_render_through_the_server(server, chelsea_bytes):
+    # tile_size over the wire, with two styles, colour preservation, Adam and two scales.
+    with DreamClient(server.target) as c:
+        events = list(c.render_style(chelsea_bytes, [DATA / "starry_small.png", DATA / "scream_small.png"],
+                                     style_weights=[0.7, 0.3], size=160, scales=2, iterations=3, tile_size=32,
+                                     optimizer="adam", preserve_colors=True, preview={"every": 2}, timeout=120))
+    result = events[-1]
+    assert isinstance(result, pb.Result) and (result.stats.width, result.stats.height) == (160, 107)
+    progress = [e for e in events if isinstance(e, pb.Progress)]
+    assert progress[-1].step == 6 and progress[-1].stage_count == 2 and progress[-1].values["total"] > 0

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 from dreamrender.client import DreamClient
-from dreamrender.server.engine.sizing import AUTO_TILE_PIXELS
+from dreamrender.server.engine.imaging import fit_long_side
+from dreamrender.server.engine.sizing import AUTO_TILE_PIXELS, MiB, dream_memory, style_memory
+from dreamrender.settings import DreamSettings, StyleSettings
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +78,6 @@ def style(size: int, optimizer: str, warmup: int, flags: tuple[str, ...] = (), b
           **extra) -> str:
     if optimizer == "lbfgs":  # until the history is full: its memory is part of the peak
         from dreamrender.server.engine.sizing import lbfgs_pairs
-        from dreamrender.settings import StyleSettings
 
         warmup = max(warmup, lbfgs_pairs(StyleSettings(), size * size * 2 // 3) + 1)
     d = Dreamd(*flags, baseline=baseline)
@@ -90,8 +91,11 @@ def style(size: int, optimizer: str, warmup: int, flags: tuple[str, ...] = (), b
     finally:
         d.stop()
     label = "baseline" if baseline else (" ".join(flags) or "defaults")
+    settings = StyleSettings(optimizer=optimizer, **extra)
+    estimate = style_memory([fit_long_side(300, 451, size)], settings, evaluator="--no-evaluator" not in flags)
     return (f"style {size:5d} px {optimizer:5s} {label:28s} peak {m['VmHWM']:7.0f} MB, "
-            f"after {m['VmRSS']:6.0f} MB (idle {idle:.0f}), {_per_iter(events, 5):6.2f} s/iter")
+            f"after {m['VmRSS']:6.0f} MB (idle {idle:.0f}; estimate {estimate / MiB:.0f} above idle), "
+            f"{_per_iter(events, 5):6.2f} s/iter")
 
 
 def dream(size: int, flags: tuple[str, ...] = (), baseline: bool = False) -> str:
@@ -109,8 +113,9 @@ def dream(size: int, flags: tuple[str, ...] = (), baseline: bool = False) -> str
         d.stop()
     assert isinstance(events[-1], pb.Result)
     label = "baseline" if baseline else (" ".join(flags) or "defaults")
+    estimate = dream_memory(size, size, DreamSettings(octaves=3, steps=2), evaluator="--no-evaluator" not in flags)
     return (f"dream {size:5d} px 3 octaves x 2 steps {label:14s} peak {m['VmHWM']:7.0f} MB, "
-            f"after {m['VmRSS']:6.0f} MB (idle {idle:.0f}), {took:6.1f} s")
+            f"after {m['VmRSS']:6.0f} MB (idle {idle:.0f}; estimate {estimate / MiB:.0f} above idle), {took:6.1f} s")
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """What a render needs: when style losses are tiled, how many L-BFGS pairs fit, and the peak memory
 a job adds to the server (what `--max-job-memory` checks before any work).
 
-The memory figures are per-pixel costs measured with bench/bench_memory.py on VGG16 (CPU, fp32 and
-bf16 alike within 10%); they estimate a job's peak above an idle server, rounded up, not exactly.
+The memory figures are per-pixel costs fitted to bench/bench_memory.py's peaks on VGG16 (which
+prints each estimate beside the measured peak); they estimate a job's peak above an idle server,
+rounded up, not exactly.
 """
 from __future__ import annotations
 
@@ -36,11 +37,16 @@ MIN_LBFGS_PAIRS = 5
 # beside the render (its outputs alone are 545 MB for the six style layers).
 EVAL_MAX_PIXELS = 512 * 512
 
-_ACT_BYTES_PER_PX = 1750  # VGG16 to relu5_1, forward + backward, per input pixel
+# Fitted to bench/bench_memory.py's peaks (VGG16, evaluator on), rounded up: the estimate should
+# not fall below what a job takes, or admission would let through a job the machine kills.
+_ACT_BYTES_PER_PX = 2300  # VGG16 to relu5_1, forward + backward, fp32 (L-BFGS's warm-up is fp32 always)
 _EVAL_BYTES_PER_PX = 600  # onnxruntime's forward (two live activations at a time) plus the scores' copies
-_MODEL_BYTES = 250 * MiB  # VGG16's weights, their bf16 copies and the load's transient
-_STYLE_VECTORS = 12  # image-sized float32 tensors besides the history (x, grad, best, L-BFGS's own)
-_DREAM_VECTORS = 10  # image, octave pyramid, detail, rolled copies, gradient, result
+_MAP_BYTES_PER_PX = 32  # the content target (relu4_2: 512 channels at 1/64 of the pixels)
+_STYLE_BASE = 550 * MiB  # the model, the evaluator's session, the targets' transients, allocator slack
+_DREAM_BASE = 750 * MiB
+_STYLE_VECTORS = 16  # image-sized float32 tensors besides the history (x, grads, best, checkpoint copies)
+_LBFGS_VECTORS = 9  # L-BFGS's own (direction, flat gradients, previous gradient, ...)
+_DREAM_VECTORS = 6  # image, octave base, detail, rolled copy, gradient, result
 
 
 def style_tile(s: StyleSettings, hw: Sequence[int]) -> int | None:
@@ -73,14 +79,14 @@ def style_memory(sizes: Sequence[tuple[int, int]], s: StyleSettings, *, evaluato
         px = h * w
         tile = style_tile(s, (h, w))
         act_px = min(px, (tile + 2 * STYLE_HALO) ** 2) if tile else px
-        vectors = _STYLE_VECTORS + (2 * lbfgs_pairs(s, px) if s.optimizer == "lbfgs" else 0)
-        need = act_px * _ACT_BYTES_PER_PX + px * 12 * vectors + (min(px, EVAL_MAX_PIXELS) * _EVAL_BYTES_PER_PX if evaluator else 0)
-        peak = max(peak, need)
-    return peak + _MODEL_BYTES
+        vectors = _STYLE_VECTORS + (_LBFGS_VECTORS + 2 * lbfgs_pairs(s, px) if s.optimizer == "lbfgs" else 0)
+        scoring = min(px, EVAL_MAX_PIXELS) * _EVAL_BYTES_PER_PX if evaluator else 0
+        peak = max(peak, act_px * _ACT_BYTES_PER_PX + px * (12 * vectors + _MAP_BYTES_PER_PX) + scoring)
+    return peak + _STYLE_BASE
 
 
 def dream_memory(h: int, w: int, s: DreamSettings, *, evaluator: bool) -> int:
     """Peak bytes a dream of output (h, w) adds: one tile's activations and the image-sized tensors."""
     tile_px = min(h, s.tile_size) * min(w, s.tile_size)
     scoring = min(h * w, EVAL_MAX_PIXELS) * _EVAL_BYTES_PER_PX if evaluator else 0
-    return tile_px * _ACT_BYTES_PER_PX + h * w * 12 * _DREAM_VECTORS + scoring + _MODEL_BYTES
+    return tile_px * _ACT_BYTES_PER_PX + h * w * 12 * _DREAM_VECTORS + scoring + _DREAM_BASE

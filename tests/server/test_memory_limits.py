@@ -17,7 +17,7 @@ from ..conftest import DATA, start_server
 
 @pytest.fixture(scope="module")
 def small_server(models_dir):
-    srv = start_server(models_dir, max_job_memory=400)
+    srv = start_server(models_dir, max_job_memory=700)
     yield srv
     srv.stop()
 
@@ -42,7 +42,7 @@ def test_a_job_over_the_memory_limit_is_refused_before_any_work(small_server, ch
     assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED and err.violations[0][0] == "size"
     found = re.search(r"about ([0-9,]+) MB.*--max-job-memory of ([0-9,]+) MB", err.details)
     need, limit = (int(x.replace(",", "")) for x in found.groups())
-    assert limit == 400 and need > limit, err.details
+    assert limit == 700 and need > limit, err.details
     assert small_server.scheduler.active == 0 and small_server.scheduler.queue_depth == 0
 
 

@@ -71,7 +71,7 @@ def _evaluator_sink(model: str, sink, s, content, style):
     from dreamrender.server.evaluator import Evaluator
 
     ev = Evaluator(ModelStore(), threads=1)
-    ev.scorer(model, [x.layer for x in s.content_layers] + [x.layer for x in s.style_layers])
+    ev.scorer(model, s.layer_names)
     return ev.style_sink(sink, s, content.numpy(), [style.numpy()])
 
 

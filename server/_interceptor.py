@@ -62,12 +62,10 @@ def _cpu_oom(exc: BaseException) -> bool:
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
     """(status code, message, google.rpc detail messages) for an exception."""
-    if isinstance(exc, ResourceLimitError):  # before its base class: the same field violation, another code
+    if isinstance(exc, InvalidArgumentError):  # a ResourceLimitError too: the same field violation, another code
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(exc, ResourceLimitError) else grpc.StatusCode.INVALID_ARGUMENT
         violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=str(exc))
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), [error_details_pb2.BadRequest(field_violations=[violation])]
-    if isinstance(exc, InvalidArgumentError):
-        violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=str(exc))
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), [error_details_pb2.BadRequest(field_violations=[violation])]
+        return code, str(exc), [error_details_pb2.BadRequest(field_violations=[violation])]
     if isinstance(exc, QueueFullError):
         retry = error_details_pb2.RetryInfo()
         retry.retry_delay.FromMilliseconds(int(round(exc.retry_after, 1) * 1000))  # the message's figure

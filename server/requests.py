@@ -25,7 +25,7 @@ from .codec import decode_image, probe_image
 from .engine.dream import check_terms, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
 from .engine.sizing import MiB, dream_memory, style_memory
-from .engine.style import check_content_side, check_layers, render_sides, style_work
+from .engine.style import check_content_side, check_layers, render_sizes, style_work
 
 __all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "RequestReader", "MAX_CANDIDATES", "result_format", "check_strings",
            "dream_settings", "style_settings", "evaluate_settings"]
@@ -325,7 +325,7 @@ class RequestReader:
         if s.method != "feed_forward":
             self.check_work(style_work(ch, cw, s, min_side), "iterations",
                             f"size {s.size}, {s.scales} scales x {s.iterations} iterations")
-            sizes = [fit_long_side(ch, cw, side) for side in render_sides(s, min_side, (ch, cw))]
+            sizes = render_sizes(s, min_side, (ch, cw))
             self.check_memory(style_memory(sizes, s, evaluator=self.limits.evaluator), "size",
                               f"{sizes[-1][1]}x{sizes[-1][0]} {s.optimizer}")
         if s.init == "image" and not req.HasField("init_image"):

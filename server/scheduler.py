@@ -179,7 +179,7 @@ class Scheduler:
         return job.position
 
     def _held_by(self, caller: str) -> int:
-        running = self._running is not None and not self._running.finished and self._running.caller == caller
+        running = self.active and self._running is not None and self._running.caller == caller
         return int(running) + sum(j.caller == caller for j in self._waiting)
 
     def _order(self) -> list[Job]:

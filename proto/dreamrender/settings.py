@@ -15,7 +15,8 @@ from .errors import InvalidArgumentError, quoted
 
 __all__ = ["PreviewSettings", "DreamTerm", "DreamSettings", "StyleLayer", "StyleImageSettings", "PresetWeight",
            "StyleSettings", "validate", "setting_fields", "default_of", "choices_of", "DEFAULT_MODEL", "STYLE_CONTENT_LAYERS",
-           "STYLE_STYLE_LAYERS", "MAX_MESSAGE_MB", "PRECISION_CHOICES", "style_side", "long_side_floor"]
+           "STYLE_STYLE_LAYERS", "MAX_MESSAGE_MB", "PRECISION_CHOICES", "style_side", "long_side_floor",
+           "LARGE_SCALE_PIXELS"]
 
 # The network both render kinds use unless a request (or dreamd's --default-*-model) names another.
 DEFAULT_MODEL = "vgg16"
@@ -155,6 +156,11 @@ class StyleSettings:
         if count > 1 and pixels > LARGE_SCALE_PIXELS and self.large_iterations:
             return min(self.iterations, self.large_iterations)
         return self.iterations
+
+    @property
+    def layer_names(self) -> list[str]:
+        """The layers the objective reads: content layers, then style layers, each once."""
+        return list(dict.fromkeys([x.layer for x in self.content_layers] + [x.layer for x in self.style_layers]))
 
     @property
     def effective_lr(self) -> float:

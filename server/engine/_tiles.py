@@ -43,6 +43,12 @@ class Geometry:
     align: int
     halo: int
 
+    def cells(self, layer: str, hw: Sequence[int]) -> int:
+        """Positions in `layer`'s whole feature map for an image of size `hw` (floor-divided, as
+        2x2/2 pools without ceil mode give)."""
+        s = self.strides[layer]
+        return (hw[0] // s) * (hw[1] // s)
+
 
 def geometry(net: FeatureNet, layers: Sequence[str]) -> Geometry | None:
     """The tiling geometry of `layers` in `net`, or None when tiles could not be exact there."""
@@ -104,6 +110,11 @@ class Tile:
     local: Mapping[str, tuple[slice, slice]]
     whole: Mapping[str, tuple[slice, slice]]
 
+    def of(self, whole_map: torch.Tensor, layer: str) -> torch.Tensor:
+        """The tile's part of a whole-image feature map of `layer` (e.g. a content target)."""
+        ys, xs = self.whole[layer]
+        return whole_map[:, :, ys, xs]
+
 
 def tiles(hw: Sequence[int], tile: int, geo: Geometry) -> list[Tile]:
     """The tiles of an image of size `hw`."""
@@ -135,6 +146,17 @@ def rows(part: torch.Tensor) -> torch.Tensor:
     return part.permute(0, 2, 3, 1).reshape(-1, part.shape[1])
 
 
+def _add(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
+    """sums[key] += value, starting from value (the tiles' running sums)."""
+    sums[key] = sums[key] + value if key in sums else value
+
+
+def _gram_sum(part: torch.Tensor) -> torch.Tensor:
+    """F^T F of a tile's interior, not normalised (the tiles' sum is the whole image's)."""
+    f = rows(part)
+    return f.t() @ f
+
+
 def tiled_grams_and_maps(net: FeatureNet, image: torch.Tensor, *, gram_layers: Sequence[str],
                          map_layers: Sequence[str], tile: int, geo: Geometry, device: torch.device,
                          precision: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -147,18 +169,14 @@ def tiled_grams_and_maps(net: FeatureNet, image: torch.Tensor, *, gram_layers: S
     with torch.no_grad():
         for t, feats in run(net, image, layers, tile, geo, device, precision):
             for name in gram_layers:
-                f = rows(interior(feats[name], t, name))
-                raw[name] = raw[name] + f.t() @ f if name in raw else f.t() @ f
+                _add(raw, name, _gram_sum(interior(feats[name], t, name)))
             for name in map_layers:
                 part = interior(feats[name], t, name)
                 if name not in maps:
                     s = geo.strides[name]
                     maps[name] = torch.empty(1, part.shape[1], h // s, w // s, device=device)
-                maps[name][:, :, t.whole[name][0], t.whole[name][1]] = part
-    grams = {}
-    for name in gram_layers:
-        s = geo.strides[name]
-        grams[name] = raw[name] / (raw[name].shape[0] * (h // s) * (w // s))
+                t.of(maps[name], name)[...] = part
+    grams = {name: g / (g.shape[0] * geo.cells(name, (h, w))) for name, g in raw.items()}  # gram(): / (C H W)
     return grams, maps
 
 
@@ -190,15 +208,15 @@ class TiledObjective:
                  geo: Geometry, tile: int) -> None:
         self.net, self.s, self.content, self.grams = net, s, content, grams
         self.device, self.precision, self.geo, self.tile = device, precision, geo, tile
-        self.layers = list(dict.fromkeys([x.layer for x in s.content_layers] + [x.layer for x in s.style_layers]))
+        self.layers = s.layer_names
 
     def loss_and_grad(self, x: torch.Tensor, precision: str | None = None) -> tuple[torch.Tensor, dict]:
         """Total loss and terms at `x`; the gradient is accumulated into whatever `x` came from."""
         s, precision = self.s, precision or self.precision
-        h, w = x.shape[-2:]
-        xd = x.detach()
-        diffs, csums = self._pass_one(xd, precision)
-        counts = {name: self.net.layers[name].channels * (h // st) * (w // st) for name, st in self.geo.strides.items()}
+        # Elements of each layer's whole feature map: the n of gram() and of the content mean.
+        counts = {name: self.net.layers[name].channels * self.geo.cells(name, x.shape[-2:]) for name in self.layers}
+        xg = x.detach().requires_grad_(True)
+        diffs, csums = self._pass_one(xg, precision, counts)
         style = sum(l.weight * diffs[l.layer].pow(2).sum() for l in s.style_layers)
         content = sum(l.weight * csums[l.layer] / counts[l.layer] for l in s.content_layers)
         # dL/dF in closed form: the squared Gram difference gives 4/n (G - A) F (symmetrised, as
@@ -206,7 +224,6 @@ class TiledObjective:
         style_coef = {l.layer: (diffs[l.layer] + diffs[l.layer].t()) * (0.5 * s.style_weight * l.weight * 4
                                                                         / counts[l.layer]) for l in s.style_layers}
         content_coef = {l.layer: s.content_weight * l.weight * 2 / counts[l.layer] for l in s.content_layers}
-        xg = xd.detach().requires_grad_(True)
         for t, feats in run(self.net, xg, self.layers, self.tile, self.geo, self.device, precision):
             surrogate = xg.new_zeros(())
             for name, coef in style_coef.items():
@@ -216,8 +233,7 @@ class TiledObjective:
                 surrogate = surrogate + (part * g.permute(0, 3, 1, 2)).sum()
             for name, coef in content_coef.items():
                 part = interior(feats[name], t, name)
-                target = self.content[name][:, :, t.whole[name][0], t.whole[name][1]]
-                surrogate = surrogate + coef * ((part.detach() - target) * part).sum()
+                surrogate = surrogate + coef * ((part.detach() - t.of(self.content[name], name)) * part).sum()
             surrogate.backward()
             del feats, surrogate
         terms = {"content": s.content_weight * content, "style": s.style_weight * style}
@@ -229,25 +245,17 @@ class TiledObjective:
         total = sum(v.detach() for v in terms.values())
         return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value]
 
-    def _pass_one(self, xd: torch.Tensor, precision: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _pass_one(self, x: torch.Tensor, precision: str,
+                  counts: Mapping[str, int]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Without autograd: each style layer's G - A over the whole image, and each content
         layer's summed squared difference."""
-        s = self.s
         raw: dict[str, torch.Tensor] = {}
         csums: dict[str, torch.Tensor] = {}
-        h, w = xd.shape[-2:]
         with torch.no_grad():
-            for t, feats in run(self.net, xd, self.layers, self.tile, self.geo, self.device, precision):
-                for l in s.style_layers:
-                    f = rows(interior(feats[l.layer], t, l.layer))
-                    raw[l.layer] = raw[l.layer] + f.t() @ f if l.layer in raw else f.t() @ f
-                for l in s.content_layers:
+            for t, feats in run(self.net, x, self.layers, self.tile, self.geo, self.device, precision):
+                for l in self.s.style_layers:
+                    _add(raw, l.layer, _gram_sum(interior(feats[l.layer], t, l.layer)))
+                for l in self.s.content_layers:
                     part = interior(feats[l.layer], t, l.layer)
-                    target = self.content[l.layer][:, :, t.whole[l.layer][0], t.whole[l.layer][1]]
-                    d = (part - target).pow(2).sum()
-                    csums[l.layer] = csums[l.layer] + d if l.layer in csums else d
-        diffs = {}
-        for name, g in raw.items():
-            st = self.geo.strides[name]
-            diffs[name] = g / (g.shape[0] * (h // st) * (w // st)) - self.grams[name]  # gram(): / (C H W)
-        return diffs, csums
+                    _add(csums, l.layer, (part - t.of(self.content[l.layer], l.layer)).pow(2).sum())
+        return {name: g / counts[name] - self.grams[name] for name, g in raw.items()}, csums

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from dreamrender.settings import DreamSettings, StyleSettings
+from dreamrender.settings import LARGE_SCALE_PIXELS, DreamSettings, StyleSettings
 
 __all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
            "style_memory", "dream_memory", "MiB", "EVAL_MAX_PIXELS",
@@ -18,8 +18,9 @@ __all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "MIN_LBFGS_PA
 MiB = 1 << 20
 
 # Above this many pixels a scale's style loss is tiled: VGG16's activations with autograd take
-# about 1.75 KB per pixel, so 1 Mpx untiled needs ~1.8 GB for them alone.
-AUTO_TILE_PIXELS = 1024 * 1024
+# about 2 KB per pixel, so 1 Mpx untiled needs ~2 GB for them alone. The same "large scale" that
+# refines in `large_iterations` (the settings' threshold, one figure for both).
+AUTO_TILE_PIXELS = LARGE_SCALE_PIXELS
 AUTO_TILE = 512
 STYLE_HALO = 64  # VGG16's (engine/_tiles.py computes each network's own)
 

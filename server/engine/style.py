@@ -25,7 +25,7 @@ from .imaging import fit_long_side, preview_array, resize_long_side, resize_to, 
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
 __all__ = ["render_style", "gram", "gram_loss", "scale_sides", "first_scale_side", "check_layers", "preserve_colors",
-           "style_work", "render_sides", "check_content_side"]
+           "style_work", "render_sides", "render_sizes", "check_content_side"]
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:
@@ -126,6 +126,11 @@ def render_sides(s: StyleSettings, min_side: int, hw: Sequence[int]) -> list[int
     return scale_sides(s.size, s.scales, min_side=max(64, long_side_floor(min_side, h, w)))
 
 
+def render_sizes(s: StyleSettings, min_side: int, hw: Sequence[int]) -> list[tuple[int, int]]:
+    """(height, width) of each of a render's scales for content of size `hw`, coarse to fine."""
+    return [fit_long_side(hw[0], hw[1], side) for side in render_sides(s, min_side, hw)]
+
+
 def first_scale_side(s: StyleSettings, net: FeatureNet, hw: Sequence[int]) -> int:
     """The long side of a render's first (coarsest) scale: where a feed-forward init is made."""
     return render_sides(s, net.min_side, hw)[0]
@@ -144,9 +149,8 @@ def check_content_side(s: StyleSettings, min_side: int, hw: Sequence[int], field
 def style_work(h: int, w: int, s: StyleSettings, min_side: int) -> float:
     """Pixel-iterations a Gatys render of an (h, w) content costs at `s.size` (each scale's
     pixels times its iterations; the operator's --max-work caps it)."""
-    sides = render_sides(s, min_side, (h, w))
-    sizes = [fit_long_side(h, w, side) for side in sides]
-    return float(sum(scale_cost(s, hw) * s.iterations_at(i, len(sides), hw[0] * hw[1]) for i, hw in enumerate(sizes)))
+    sizes = render_sizes(s, min_side, (h, w))
+    return float(sum(scale_cost(s, hw) * s.iterations_at(i, len(sizes), hw[0] * hw[1]) for i, hw in enumerate(sizes)))
 
 
 def check_layers(model: str, names: Sequence[str], s: StyleSettings) -> None:
@@ -183,7 +187,7 @@ class _Objective:
     def __init__(self, net: FeatureNet, s: StyleSettings, targets: _Targets, device: torch.device,
                  precision: str = "fp32") -> None:
         self.net, self.s, self.t, self.device, self.precision = net, s, targets, device, precision
-        self.layers = list(dict.fromkeys([x.layer for x in s.content_layers] + [x.layer for x in s.style_layers]))
+        self.layers = s.layer_names
 
     def __call__(self, x: torch.Tensor, precision: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its terms at `x`; `precision` overrides the objective's for this call."""
@@ -219,12 +223,8 @@ def tiling(net: FeatureNet, s: StyleSettings, hw: Sequence[int]) -> tuple[Geomet
     tile = style_tile(s, hw)
     if tile is None:
         return None
-    geo = geometry(net, _layers(s))
+    geo = geometry(net, s.layer_names)
     return (geo, tile) if geo is not None else None
-
-
-def _layers(s: StyleSettings) -> list[str]:
-    return list(dict.fromkeys([x.layer for x in s.content_layers] + [x.layer for x in s.style_layers]))
 
 
 @torch.no_grad()
@@ -378,7 +378,7 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
         raise InvalidArgumentError("styles", f"{len(s.styles)} style settings for {len(styles)} images",
                                    "one entry per style image")
     check_layers(net.name, list(net.layer_map()), s)
-    if s.tile_size and geometry(net, _layers(s)) is None:
+    if s.tile_size and geometry(net, s.layer_names) is None:
         raise InvalidArgumentError("tile_size", f"{net.name}'s layers cannot be tiled exactly",
                                    "0 (untiled) with this model, or a VGG model")
     device = device or next(net.parameters()).device
@@ -386,8 +386,8 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     sink = on_event or (lambda _e: None)
     check_content_side(s, net.min_side, content.shape[-2:])
     sides = render_sides(s, net.min_side, content.shape[-2:])
-    sizes = [fit_long_side(*content.shape[-2:], side) for side in sides]
-    iters = [s.iterations_at(i, len(sides), hw[0] * hw[1]) for i, hw in enumerate(sizes)]
+    sizes = render_sizes(s, net.min_side, content.shape[-2:])
+    iters = [s.iterations_at(i, len(sizes), h * w) for i, (h, w) in enumerate(sizes)]
     clock = WorkClock(style_work(*content.shape[-2:], s, net.min_side))
     tracker = _Tracker(s, sink, cancel, sum(iters), clock, content, len(sides), resolve_precision(s.precision, device))
     x = None

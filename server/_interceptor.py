@@ -131,7 +131,7 @@ class CallOutcome:
         self.delivered = False
 
     def saw(self, response: Any) -> None:
-        """Note a response sent to the caller (the result marks the call delivered)."""
+        """Note a response handed to grpc for the caller (the result marks the call delivered)."""
         self.delivered = self.delivered or response.WhichOneof("event") == "result"
 
 
@@ -206,8 +206,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     if isinstance(request, _Unparsable):
                         raise request.refuse()
                     async for response in inner_stream(request, context):
-                        yield response
+                        # Noted before the yield: a caller that closes its stream as soon as the
+                        # result arrives can cancel us while grpc is still finishing that write,
+                        # and the generator is then closed at the yield, never resumed.
                         call.saw(response)
+                        yield response
 
             return handler._replace(unary_stream=unary_stream, request_deserializer=parse)
         if handler.unary_unary is not None:

@@ -117,8 +117,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         status, call = "OK", CallOutcome(context)
         try:
             async for response in job.responses():
+                call.saw(response)  # before the yield: see the interceptor's unary_stream
                 yield response
-                call.saw(response)
         except BaseException as exc:
             # A caller that closes its stream right after the result got what it asked for: OK.
             if not call.delivered:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 
 
 def _load_libc() -> Any:
@@ -35,13 +36,19 @@ _LIBC = _load_libc()
 
 
 def keep_heap() -> bool:
-    """Serve every allocation from the heap (no per-block mmap) and never trim it on free.
+    """Serve every allocation from the heap (no per-block mmap), never trim it on free, and keep
+    one heap for all threads.
 
-    Returns False where this is not glibc. Process-wide; call once, before rendering.
+    One arena: glibc gives each thread that allocates its own, and with nothing trimmed each
+    arena keeps its own high-water mark, so the evaluator's scoring thread and the render's
+    worker each held a few hundred MB that the other could not reuse (bench/bench_memory.py, 512
+    px: L-BFGS 1485 -> 1173 MiB, Adam 1253 -> 913 MiB peak). Returns False where this is not
+    glibc. Process-wide; call once, at startup, before the threads that render exist.
     """
     if _LIBC is None:
         return False
-    ok = _LIBC.mallopt(_M_MMAP_MAX, 0) == 1 and _LIBC.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    ok = (_LIBC.mallopt(_M_MMAP_MAX, 0) == 1 and _LIBC.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+          and _LIBC.mallopt(_M_ARENA_MAX, 1) == 1)
     if not ok:
         log.warning("mallopt refused the heap settings; renders will page-fault more")
     return ok

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from dreamrender.settings import LARGE_SCALE_PIXELS, DreamSettings, StyleSettings
 
-__all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
+__all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "LBFGS_STORAGE", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
            "style_memory", "dream_memory", "MiB", "EVAL_MAX_PIXELS",
            "scale_cost", "TILED_COST"]
 
@@ -24,13 +24,17 @@ AUTO_TILE_PIXELS = LARGE_SCALE_PIXELS
 AUTO_TILE = 512
 STYLE_HALO = 64  # VGG16's (engine/_tiles.py computes each network's own)
 
-# L-BFGS keeps two image-sized float32 vectors per correction pair: 100 pairs are 400 MiB at
-# 512x341 and 6.4 GiB at 2048x1365. The history adapts to this budget (never below
-# MIN_LBFGS_PAIRS). bench/bench_lbfgs_history.py, 512 px, 300 iterations, best loss against
-# 100 pairs: 50 pairs (this budget at 512 px) within 0.5% at every iteration; 25 within 1.5%;
-# 10 within 4%, and all of them within 1% over the first 25 iterations, which is why the few
-# pairs left at 2048 px do for a large scale's 30 refining iterations.
-LBFGS_HISTORY_BYTES = 200 * MiB
+# L-BFGS keeps two image-sized vectors per correction pair, stored in LBFGS_STORAGE (engine/
+# _lbfgs.py scales each into float16's range): 100 pairs are 200 MiB at 512x341 and 3.2 GiB at
+# 2048x1365. The history adapts to this budget (never below MIN_LBFGS_PAIRS).
+# bench/bench_lbfgs_history.py, 512 px, 300 iterations, best loss against 100 float32 pairs:
+# 50 pairs (this budget at 512 px) within 0.5% at every iteration; 25 within 1.5%; 10 within
+# 4%, and all of them within 1% over the first 25 iterations, which is why the few pairs left at
+# 2048 px do for a large scale's 30 refining iterations. Float16 pairs against float32 ones:
+# see LBFGS_STORAGE_NOTE in the README's memory section.
+LBFGS_HISTORY_BYTES = 100 * MiB
+LBFGS_STORAGE = "float16"
+_STORAGE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 MIN_LBFGS_PAIRS = 5
 
 # Checkpoint scoring (the server's evaluator) works on at most this many pixels (a 512x512
@@ -69,7 +73,7 @@ def scale_cost(s: StyleSettings, hw: Sequence[int]) -> float:
 
 def lbfgs_pairs(s: StyleSettings, pixels: int) -> int:
     """L-BFGS pairs kept at a scale of `pixels`: as asked, within LBFGS_HISTORY_BYTES."""
-    fit = LBFGS_HISTORY_BYTES // (2 * 3 * 4 * pixels)
+    fit = LBFGS_HISTORY_BYTES // (2 * 3 * _STORAGE_BYTES[LBFGS_STORAGE] * pixels)
     return max(1, min(s.lbfgs_history, max(MIN_LBFGS_PAIRS, fit)))
 
 
@@ -80,9 +84,11 @@ def style_memory(sizes: Sequence[tuple[int, int]], s: StyleSettings, *, evaluato
         px = h * w
         tile = style_tile(s, (h, w))
         act_px = min(px, (tile + 2 * STYLE_HALO) ** 2) if tile else px
-        vectors = _STYLE_VECTORS + (_LBFGS_VECTORS + 2 * lbfgs_pairs(s, px) if s.optimizer == "lbfgs" else 0)
+        lbfgs = s.optimizer == "lbfgs"
+        vectors = _STYLE_VECTORS + (_LBFGS_VECTORS if lbfgs else 0)
+        history = 2 * 3 * _STORAGE_BYTES[LBFGS_STORAGE] * lbfgs_pairs(s, px) if lbfgs else 0
         scoring = min(px, EVAL_MAX_PIXELS) * _EVAL_BYTES_PER_PX if evaluator else 0
-        peak = max(peak, act_px * _ACT_BYTES_PER_PX + px * (12 * vectors + _MAP_BYTES_PER_PX) + scoring)
+        peak = max(peak, act_px * _ACT_BYTES_PER_PX + px * (12 * vectors + history + _MAP_BYTES_PER_PX) + scoring)
     return peak + _STYLE_BASE
 
 

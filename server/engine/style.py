@@ -19,7 +19,8 @@ from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings, long_side_floor, style_side
 
 from ._tiles import Geometry, TiledObjective, geometry, tiled_grams_and_maps, total_variation
-from .sizing import lbfgs_pairs, scale_cost, style_tile
+from ._lbfgs import minimize
+from .sizing import LBFGS_STORAGE, lbfgs_pairs, scale_cost, style_tile
 from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
 from .imaging import fit_long_side, preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
@@ -325,19 +326,16 @@ def _run_lbfgs(x: torch.Tensor, objective: _Objective | TiledObjective, tracker:
     # L-BFGS works on the image in 0-255 units, as neural-style does: its first step has L1 norm
     # lr whatever the scale, and on [0, 1] pixels that step is 255x too bold and can blow up.
     x255 = (x.detach() * 255).requires_grad_(True)
-    opt = torch.optim.LBFGS([x255], lr=lr, max_iter=iterations, max_eval=iterations, history_size=history,
-                            tolerance_grad=-1, tolerance_change=-1)
     calls = [0]
 
     def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=False)
         calls[0] += 1
         img = x255 / 255
         total, terms = objective.loss_and_grad(img, None if calls[0] > LBFGS_FP32_WARMUP else "fp32")
         tracker.record(img, total, terms)  # checks cancellation between closure calls
         return total
 
-    opt.step(closure)
+    minimize(x255, closure, iterations=iterations, lr=lr, history=history, storage=getattr(torch, LBFGS_STORAGE))
 
 
 def _run_adam(x: torch.Tensor, objective: _Objective | TiledObjective, tracker: _Tracker, iterations: int, lr: float) -> None:

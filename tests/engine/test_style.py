@@ -74,17 +74,19 @@ def test_loss_falls_and_result_is_best_checkpoint(net, content, starry, optimize
 
 
 def test_lbfgs_history_reaches_the_optimiser(net, content, starry, monkeypatch):
+    from dreamrender.server.engine import style as style_module
+
     seen = []
-    real = torch.optim.LBFGS
+    real = style_module.minimize
 
-    def spy(params, **kw):
-        seen.append(kw["history_size"])
-        return real(params, **kw)
+    def spy(x, closure, **kw):
+        seen.append((kw["history"], kw["storage"]))
+        return real(x, closure, **kw)
 
-    monkeypatch.setattr(torch.optim, "LBFGS", spy)
+    monkeypatch.setattr(style_module, "minimize", spy)
     short = render_style(net, content, [starry], settings=settings(init="noise", iterations=12, lbfgs_history=2))
     full = render_style(net, content, [starry], settings=settings(init="noise", iterations=12))
-    assert seen == [2, 100]
+    assert seen == [(2, torch.float16), (100, torch.float16)]
     assert not torch.equal(short, full)  # after two pairs the kept curvature differs
 
 

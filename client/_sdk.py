@@ -15,6 +15,8 @@ from dreamrender.settings import MAX_MESSAGE_MB, DreamSettings, PreviewSettings,
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
+from ._jobs import AsyncJobCalls, JobCalls
+
 __all__ = ["DreamClient", "AsyncDreamClient", "DreamError", "ImageInput", "Metadata",
            "dream_request", "style_request", "evaluate_request", "image_message", "final_result"]
 
@@ -75,10 +77,13 @@ def _preview(preview: dict[str, Any] | None) -> dict[str, Any]:
 def dream_request(image: ImageInput | None = None, *, model: str = "", layer: str | None = None,
                   channels: Iterable[int] = (), terms: Sequence[tuple[str, Sequence[int], float]] = (),
                   noise: tuple[int, int] | None = None, preview: dict[str, Any] | None = None,
-                  result_format: str = "png", **settings: Any) -> pb.RenderDreamRequest:
+                  result_format: str = "png", detach: bool = False, request_id: str = "",
+                  **settings: Any) -> pb.RenderDreamRequest:
     """Build a RenderDreamRequest. `settings` are DreamSettings field names (octaves, steps, ...);
-    anything left out takes the server's default."""
-    req = pb.RenderDreamRequest(model=model, result_format=_result_format(result_format), **_preview(preview))
+    anything left out takes the server's default. `detach`: the job goes on when the caller
+    leaves; `request_id`: an idempotency key (a retry re-attaches to the same job)."""
+    req = pb.RenderDreamRequest(model=model, result_format=_result_format(result_format), detach=detach,
+                                request_id=request_id, **_preview(preview))
     if noise is not None:
         req.noise.width, req.noise.height = noise
     elif image is not None:
@@ -111,13 +116,14 @@ def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: s
                   content_layers: Sequence[str] = (), style_layers: Sequence[str] = (),
                   init_image: ImageInput | None = None, preview: dict[str, Any] | None = None,
                   presets: Sequence[int | tuple[int, float]] = (), result_format: str = "png",
-                  **settings: Any) -> pb.RenderStyleRequest:
-    """Build a RenderStyleRequest; `settings` are StyleSettings field names.
+                  detach: bool = False, request_id: str = "", **settings: Any) -> pb.RenderStyleRequest:
+    """Build a RenderStyleRequest; `settings` are StyleSettings field names; `detach` and
+    `request_id` as for dream_request.
 
     `presets` are indices of the 26-style feed-forward network, or (index, weight) pairs; they
     imply `method="feed_forward"` and take the place of style images.
     """
-    req = pb.RenderStyleRequest(model=model, content=image_message(content),
+    req = pb.RenderStyleRequest(model=model, content=image_message(content), detach=detach, request_id=request_id,
                                 result_format=_result_format(result_format), **_preview(preview))
     _add_styles(req, styles, style_weights, style_scales, content_layers, style_layers)
     for p in presets:
@@ -249,7 +255,7 @@ class _Common:
         return self.metadata + tuple(metadata or ())
 
 
-class DreamClient(_Common):
+class DreamClient(_Common, JobCalls):
     """Blocking client. Use as a context manager; every call takes `timeout` (s) and `metadata`.
 
         with DreamClient("localhost:50051") as c:
@@ -285,21 +291,37 @@ class DreamClient(_Common):
         finally:
             call.cancel()  # no-op when finished; stops the server's job when the caller breaks off
 
+    def _call(self, method: Any, request: Any, timeout: float | None, metadata: Metadata | None) -> Any:
+        try:
+            return method(request, timeout=timeout, metadata=self._md(metadata))
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+
+    def _render(self, method: Any, req: Any, timeout: float | None, metadata: Metadata | None,
+                reattach: bool) -> Iterator[Any]:
+        def start(left: float | None) -> Iterator[Any]:
+            return self._stream(method(req, timeout=left, metadata=self._md(metadata)))
+
+        if reattach and not req.request_id:
+            raise ValueError("reattach needs a request_id (the key the server finds the job by)")
+        return self._reattaching(start, timeout) if reattach else start(timeout)
+
     def render_dream(self, image: ImageInput | None = None, *, timeout: float | None = None,
-                     metadata: Metadata | None = None, **kwargs: Any) -> Iterator[Any]:
-        """Stream a dream's events: pb.Accepted, pb.Queued, pb.Progress, pb.Frame, pb.Result."""
-        req = dream_request(image, **kwargs)
-        return self._stream(self._stub.RenderDream(req, timeout=timeout, metadata=self._md(metadata)))
+                     metadata: Metadata | None = None, reattach: bool = False, **kwargs: Any) -> Iterator[Any]:
+        """Stream a dream's events: pb.Accepted, pb.Queued, pb.Progress, pb.Frame, pb.Result.
+        `reattach` (with a `request_id`): a stream broken by UNAVAILABLE calls again, and the
+        server answers with the same job, once it is back."""
+        return self._render(self._stub.RenderDream, dream_request(image, **kwargs), timeout, metadata, reattach)
 
     def dream(self, image: ImageInput | None = None, **kwargs: Any) -> bytes:
         """Render a dream and return the final image's encoded bytes."""
         return final_result(self.render_dream(image, **kwargs)).image.data
 
     def render_style(self, content: ImageInput, styles: Sequence[ImageInput], *, timeout: float | None = None,
-                     metadata: Metadata | None = None, **kwargs: Any) -> Iterator[Any]:
-        """Stream a style transfer's events."""
-        req = style_request(content, styles, **kwargs)
-        return self._stream(self._stub.RenderStyle(req, timeout=timeout, metadata=self._md(metadata)))
+                     metadata: Metadata | None = None, reattach: bool = False, **kwargs: Any) -> Iterator[Any]:
+        """Stream a style transfer's events (`reattach` as for render_dream)."""
+        return self._render(self._stub.RenderStyle, style_request(content, styles, **kwargs), timeout, metadata,
+                            reattach)
 
     def style(self, content: ImageInput, styles: Sequence[ImageInput], **kwargs: Any) -> bytes:
         """Render a style transfer and return the final image's encoded bytes."""
@@ -338,7 +360,7 @@ class DreamClient(_Common):
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
 
-class AsyncDreamClient(_Common):
+class AsyncDreamClient(_Common, AsyncJobCalls):
     """asyncio client: `async with AsyncDreamClient(target) as c: async for ev in c.render_dream(...)`."""
 
     async def __aenter__(self) -> "AsyncDreamClient":
@@ -364,15 +386,29 @@ class AsyncDreamClient(_Common):
         finally:
             call.cancel()
 
+    async def _call(self, method: Any, request: Any, timeout: float | None, metadata: Metadata | None) -> Any:
+        try:
+            return await method(request, timeout=timeout, metadata=self._md(metadata))
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+
+    def _render(self, method: Any, req: Any, timeout: float | None, metadata: Metadata | None,
+                reattach: bool) -> AsyncIterator[Any]:
+        def start(left: float | None) -> AsyncIterator[Any]:
+            return self._stream(method(req, timeout=left, metadata=self._md(metadata)))
+
+        if reattach and not req.request_id:
+            raise ValueError("reattach needs a request_id (the key the server finds the job by)")
+        return self._reattaching(start, timeout) if reattach else start(timeout)
+
     def render_dream(self, image: ImageInput | None = None, *, timeout: float | None = None,
-                     metadata: Metadata | None = None, **kwargs: Any) -> AsyncIterator[Any]:
-        req = dream_request(image, **kwargs)
-        return self._stream(self._stub.RenderDream(req, timeout=timeout, metadata=self._md(metadata)))
+                     metadata: Metadata | None = None, reattach: bool = False, **kwargs: Any) -> AsyncIterator[Any]:
+        return self._render(self._stub.RenderDream, dream_request(image, **kwargs), timeout, metadata, reattach)
 
     def render_style(self, content: ImageInput, styles: Sequence[ImageInput], *, timeout: float | None = None,
-                     metadata: Metadata | None = None, **kwargs: Any) -> AsyncIterator[Any]:
-        req = style_request(content, styles, **kwargs)
-        return self._stream(self._stub.RenderStyle(req, timeout=timeout, metadata=self._md(metadata)))
+                     metadata: Metadata | None = None, reattach: bool = False, **kwargs: Any) -> AsyncIterator[Any]:
+        return self._render(self._stub.RenderStyle, style_request(content, styles, **kwargs), timeout, metadata,
+                            reattach)
 
     async def dream(self, image: ImageInput | None = None, **kwargs: Any) -> bytes:
         result = None

@@ -18,6 +18,7 @@ from dreamrender.settings import (STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, Drea
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from ._sdk import DreamClient, DreamError
+from ._jobs_cli import add_detach_flags, add_jobs_parser, run_jobs
 from ._sheet import add_sheet_parser, render_sheet
 
 __all__ = ["main"]
@@ -105,13 +106,14 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("dream", help="render a DeepDream")
     d.add_argument("input", nargs="?", help="input image (omit with --noise WxH)")
-    d.add_argument("-o", "--output", required=True, help="where to write the result")
+    d.add_argument("-o", "--output", help="where to write the result (required unless --detach)")
     d.add_argument("--model", default="", help="catalog model (default: the server's)")
     d.add_argument("--layer", help="layer to amplify (default: the model's dream layer)")
     d.add_argument("--channel", type=int, action="append", default=[], help="channel of --layer (repeatable)")
     d.add_argument("--noise", metavar="WxH", help="start from seeded noise of this size instead of an image")
     _add_settings(d, DreamSettings)
     _add_preview(d, DreamSettings().preview)
+    add_detach_flags(d)
 
     s = sub.add_parser("style", help="render a style transfer", epilog=_STYLE_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", dest="presets", type=_preset, action="append", default=[], metavar="N[:W]",
                    help="a style of the 26-style feed-forward network, 0-25, with an optional blend weight "
                         "(repeatable; implies --method feed-forward; `dreamctl presets PHOTO` shows them all)")
-    s.add_argument("-o", "--output", required=True, help="where to write the result")
+    s.add_argument("-o", "--output", help="where to write the result (required unless --detach)")
     s.add_argument("--model", default="", help="catalog model (default: the server's)")
     s.add_argument("--style-weights", type=float, nargs="+", default=[], help="blend weight per style")
     s.add_argument("--style-scales", type=float, nargs="+", default=[], help="scale per style")
@@ -130,10 +132,12 @@ def _parser() -> argparse.ArgumentParser:
                         "painting of the same styles, so the first frame is already a painting)")
     _add_settings(s, StyleSettings, skip=("init",))
     _add_preview(s, StyleSettings().preview)
+    add_detach_flags(s)
 
     _add_models(sub)
     _add_evaluate(sub)
     add_sheet_parser(sub)
+    add_jobs_parser(sub)
     sub.add_parser("health", help="check the server's health")
     return p
 
@@ -214,7 +218,12 @@ def _settings_kwargs(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 def _run_render(events: Any, args: argparse.Namespace) -> int:
     report = _Reporter(args.quiet)
-    frames_dir = Path(args.frames) if args.frames else None
+    if getattr(args, "detach", False):  # the id alone on stdout: `ID=$(dreamctl ... --detach)`
+        for ev in events:
+            if isinstance(ev, pb.Accepted):
+                print(ev.job_id)
+                return 0
+    frames_dir = Path(args.frames) if getattr(args, "frames", None) else None
     if frames_dir:
         frames_dir.mkdir(parents=True, exist_ok=True)
     saved = 0
@@ -225,11 +234,12 @@ def _run_render(events: Any, args: argparse.Namespace) -> int:
             (frames_dir / f"frame_{saved:04d}_step{ev.step:05d}.{ext}").write_bytes(ev.image.data)
             saved += 1
         elif isinstance(ev, pb.Result):
-            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.output).write_bytes(ev.image.data)
+            if args.output:
+                Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.output).write_bytes(ev.image.data)
             st = ev.stats
             extra = f", {saved} frames in {frames_dir}" if frames_dir else ""
-            print(f"wrote {args.output} ({st.width}x{st.height}, {st.steps} steps, {st.elapsed_seconds:.1f} s "
+            print(f"{'wrote ' + args.output if args.output else 'finished (no -o given)'} ({st.width}x{st.height}, {st.steps} steps, {st.elapsed_seconds:.1f} s "
                   f"on {st.device}{' in ' + st.precision if st.precision else ''}{extra})")
             return 0
     raise DreamError(__import__("grpc").StatusCode.INTERNAL, "stream ended without a result")
@@ -246,7 +256,7 @@ def _dream(client: DreamClient, args: argparse.Namespace) -> int:
     elif not args.input:
         raise SystemExit("dreamctl: dream needs an input image or --noise WxH")
     events = client.render_dream(args.input, model=args.model, layer=args.layer, channels=args.channel, noise=noise,
-                                 preview=_preview_opts(args), timeout=args.timeout,
+                                 preview=_preview_opts(args), timeout=args.timeout, **_job_kwargs(args),
                                  **_settings_kwargs(args, DreamSettings))
     return _run_render(events, args)
 
@@ -265,8 +275,14 @@ def _style(client: DreamClient, args: argparse.Namespace) -> int:
                                  presets=args.presets,
                                  style_scales=args.style_scales, content_layers=args.content_layers,
                                  style_layers=args.style_layers, init_image=init_image,
-                                 preview=_preview_opts(args), timeout=args.timeout, **kwargs)
+                                 preview=_preview_opts(args), timeout=args.timeout, **_job_kwargs(args), **kwargs)
     return _run_render(events, args)
+
+
+def _job_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.output and not args.detach:
+        raise SystemExit(f"dreamctl {args.command}: -o/--output is required (or --detach)")
+    return {"detach": args.detach, "request_id": args.request_id, "reattach": bool(args.request_id)}
 
 
 def _models(client: DreamClient, args: argparse.Namespace) -> int:
@@ -373,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _models(client, args)
             if args.command == "presets":
                 return render_sheet(client, args)
+            if args.command == "jobs":
+                return run_jobs(client, args, _run_render)
             status = client.health(timeout=args.timeout or 10)
             print(status)
             return 0 if status == "SERVING" else 1

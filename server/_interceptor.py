@@ -16,6 +16,7 @@ from dreamrender.errors import InvalidArgumentError, ResourceLimitError, describ
 from dreamrender.models import WeightsError
 
 from .engine.runtime import RenderCancelled, ServerShuttingDown
+from .jobs import JobEndedError, JobNotFoundError, StoreFullError
 from .scheduler import QueueFullError
 
 __all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome", "quiet_lost_client_errors"]
@@ -70,6 +71,12 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
         retry = error_details_pb2.RetryInfo()
         retry.retry_delay.FromMilliseconds(int(round(exc.retry_after, 1) * 1000))  # the message's figure
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), [retry]
+    if isinstance(exc, JobNotFoundError):
+        return grpc.StatusCode.NOT_FOUND, str(exc), []
+    if isinstance(exc, StoreFullError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), []
+    if isinstance(exc, JobEndedError):
+        return getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN), str(exc), []
     if isinstance(exc, WeightsError):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc), []
     if isinstance(exc, ServerShuttingDown):

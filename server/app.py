@@ -27,6 +27,7 @@ from ._security import TokenAuthInterceptor, load_tokens, server_credentials
 from .engine.runtime import ServerShuttingDown, resolve_device
 from .engine.sizing import MiB
 from .evaluator import Evaluator
+from .jobs import JobStore, open_store
 from .memory import keep_heap, machine_memory
 from .requests import Limits, RequestReader
 from .scheduler import Scheduler
@@ -92,6 +93,13 @@ class ServerConfig:
     tls_client_ca: str | None = _cfg(None, "PEM CA: require client certificates it signed (mTLS)", type=str)
     auth_token_file: str | None = _cfg(None, "file with bearer tokens, one per line: calls without one get "
                                              "UNAUTHENTICATED (health stays open)", type=str)
+    data_dir: str | None = _cfg(None, "where the SQLite job store keeps jobs and results (default: a jobs folder "
+                                      "beside the model store)", type=str, metavar="DIR")
+    job_store: str = _cfg("sqlite", "sqlite (in --data-dir; one dreamd per directory) or redis://HOST:PORT/DB "
+                                    "(replicas sharing it see each other's jobs)", metavar="URL")
+    job_ttl: float = _cfg(86400.0, "seconds finished jobs and their results are kept", type=float)
+    job_store_max_mb: int = _cfg(1024, "MiB the job store may hold; past it new detached jobs get "
+                                       "RESOURCE_EXHAUSTED (finished results are never dropped early; 0: no cap)")
     keep_heap: bool = _cfg(True, "glibc keeps freed memory for reuse during a job and hands it back between jobs "
                                  "(renders page-fault less; see dreamrender.server.memory)")
 
@@ -113,34 +121,54 @@ class Server:
     evaluator: Evaluator
     metrics: Metrics | None
     metrics_port: int | None
+    store: JobStore
+    upkeep: "asyncio.Task | None" = None
 
     async def start(self) -> None:
-        """Start serving and report SERVING to the health service."""
+        """Start serving, report SERVING to the health service, and start the job store's upkeep
+        (which first takes over the jobs an earlier run left unfinished)."""
         await self.grpc_server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.upkeep = asyncio.ensure_future(self.servicer.keep_jobs())
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Graceful stop: health NOT_SERVING, new calls UNAVAILABLE, running jobs get `grace` seconds
         (default: the config's), then whatever still runs or waits ends with UNAVAILABLE."""
         grace = self.config.grace if grace is None else grace
         log.info("shutting down (grace %.0f s)", grace)
+        if self.upkeep is not None:  # take over no jobs while draining; keep beating so none are taken from us
+            self.upkeep.cancel()
+            self.upkeep = asyncio.ensure_future(self._beat())
         await self.health.enter_graceful_shutdown()
         # Stop accepting calls now, but keep the running streams open a little past the grace so
         # they receive our status rather than a transport error.
         stopping = asyncio.ensure_future(self.grpc_server.stop(grace + 5))
         if not await self.scheduler.drain(grace):
             log.warning("grace period over: stopping the remaining jobs")
-            self.scheduler.abort_all(ServerShuttingDown("server shutting down: the render was stopped; "
-                                                        "retry on another replica"))
+            self.scheduler.abort_all(lambda job: ServerShuttingDown(
+                f"server shutting down: job {job.id} was stopped; its best image so far is kept "
+                f"(GetJob {job.id}), and a detached job runs again when the server is back"))
             await self.scheduler.drain(5)
         await stopping
         await self.close()
 
     async def close(self) -> None:
         """Stop at once (no grace) and release the workers and the metrics endpoint."""
+        if self.upkeep is not None:
+            self.upkeep.cancel()
         await self.grpc_server.stop(0)
         await self.scheduler.close()
+        try:  # gone: a restart (or another replica) may take over our unfinished jobs at once
+            self.store.beat(self.config.server_id, 0)
+        except Exception:
+            log.warning("could not clear this server's heartbeat in the job store")
+        self.store.close()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.to_thread(self.store.beat, self.config.server_id, 30.0)
+            await asyncio.sleep(10)
         self.servicer.decoder.shutdown(wait=False, cancel_futures=True)
         self.evaluator.close()
         if self.metrics is not None:
@@ -197,8 +225,10 @@ def create_server(config: ServerConfig) -> Server:
     requests = RequestReader(limits=limits, store=store,
                              default_dream_model=config.default_dream_model,
                              default_style_model=config.default_style_model)
+    jobs = open_store(config.job_store, data_dir=config.data_dir or str(store.root.parent / "jobs"),
+                      ttl=config.job_ttl, max_bytes=config.job_store_max_mb * MiB)
     servicer = DreamRenderServicer(cache=ModelCache(store, device, metrics), scheduler=scheduler, requests=requests,
-                                   server_id=config.server_id, evaluator=evaluator, metrics=metrics,
+                                   server_id=config.server_id, evaluator=evaluator, store=jobs, metrics=metrics,
                                    callers_by_token=bool(config.auth_token_file))
     pb_grpc.add_DreamRenderServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -207,7 +237,7 @@ def create_server(config: ServerConfig) -> Server:
     port = _bind(server, config)
     metrics_port = metrics.serve(config.metrics_port, config.metrics_address) if metrics is not None else None
     log.info("dreamd on port %d, device %s, models in %s", port, device, store.root)
-    return Server(server, port, config, health_servicer, scheduler, servicer, evaluator, metrics, metrics_port)
+    return Server(server, port, config, health_servicer, scheduler, servicer, evaluator, metrics, metrics_port, jobs)
 
 
 async def serve(config: ServerConfig) -> None:

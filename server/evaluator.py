@@ -95,12 +95,12 @@ class Evaluator:
             image, at = _bounded(image)
             return {"score": scorer.dream_score(image, terms, objective=s.objective)}, at
 
-        return CheckpointScorer(self, sink, score) if self.enabled else _drop_checkpoints(sink)
+        return CheckpointScorer(self, sink, score) if self.enabled else sink
 
     def style_sink(self, sink: Callable[[Event], None], s: StyleSettings, content: np.ndarray,
                    styles: Sequence[np.ndarray]) -> Callable[[Event], None]:
         if not styles:  # feed-forward presets: no style image to score against
-            return _drop_checkpoints(sink)
+            return sink
         terms = style_terms(s)
         targets: dict[tuple[int, int], StyleTargets] = {}
 
@@ -113,23 +113,20 @@ class Evaluator:
                                                    style_scales=[x.scale for x in s.styles], terms=terms)
             return scorer.candidate_terms(image, targets[hw]), at  # type: ignore[index]
 
-        return CheckpointScorer(self, sink, score) if self.enabled else _drop_checkpoints(sink)
+        return CheckpointScorer(self, sink, score) if self.enabled else sink
 
     @staticmethod
     def unscored(sink: Callable[[Event], None]) -> Callable[[Event], None]:
-        """A sink that drops Checkpoint events (no scores)."""
-        return _drop_checkpoints(sink)
+        """The sink as it is: checkpoints pass through unscored."""
+        return sink
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _drop_checkpoints(sink: Callable[[Event], None]) -> Callable[[Event], None]:
-    return lambda e: None if isinstance(e, Checkpoint) else sink(e)
-
-
 class CheckpointScorer:
-    """A job's event sink: Checkpoint events go to the evaluator thread, the rest pass through.
+    """A job's event sink: Checkpoint events go to the evaluator thread as well as on (the job
+    keeps the latest for resuming), the rest pass through.
 
     At most one checkpoint waits while another is scored: a newer one replaces the waiting one
     (the stream never falls behind, and the last checkpoint is always scored). The Result waits
@@ -156,6 +153,7 @@ class CheckpointScorer:
                 if not self._draining:  # decided under the lock: _drain clears it under the lock too
                     self._draining = True
                     self._worker = self.evaluator.pool.submit(self._drain)
+            self.sink(event)
             return
         if isinstance(event, Result) and self._worker is not None:
             # Once the render is done its cores are free, so the last scores come quickly; but the

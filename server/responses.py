@@ -8,7 +8,7 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 from .codec import encode_image
 from .engine.events import Accepted, Event, Frame, Progress, Queued, RenderStats, Result, Scores
 
-__all__ = ["to_response", "to_responses", "RESULT_CHUNK_BYTES"]
+__all__ = ["to_response", "to_responses", "result_responses", "RESULT_CHUNK_BYTES"]
 
 
 def _stats(s: RenderStats) -> pb.RenderStats:
@@ -25,13 +25,23 @@ def to_responses(event: Event, response_type: type, *, frame_format: str = "jpeg
     """The response messages of an event: one, or for a large result its chunks and then the result."""
     if isinstance(event, Result):
         data, media = encode_image(event.image, result_format)
-        if len(data) > chunk_bytes:
-            chunks = [response_type(result_chunk=pb.ResultChunk(data=data[i:i + chunk_bytes], offset=i,
-                                                                 total_size=len(data)))
-                      for i in range(0, len(data), chunk_bytes)]
-            return chunks + [_result(response_type, b"", media, event.stats)]
-        return [_result(response_type, data, media, event.stats)]
+        return result_responses(pb.Result(image=pb.Image(data=data, media_type=media), stats=_stats(event.stats)),
+                                response_type, chunk_bytes=chunk_bytes)
     return [to_response(event, response_type, frame_format=frame_format)]
+
+
+def result_responses(result: pb.Result, response_type: type, *, chunk_bytes: int = RESULT_CHUNK_BYTES) -> list[Any]:
+    """A result as response messages: itself, or when its image is larger than `chunk_bytes`, the
+    image in `result_chunk` messages and then the result with its image bytes empty."""
+    data = result.image.data
+    if len(data) <= chunk_bytes:
+        return [response_type(result=result)]
+    chunks = [response_type(result_chunk=pb.ResultChunk(data=data[i:i + chunk_bytes], offset=i, total_size=len(data)))
+              for i in range(0, len(data), chunk_bytes)]
+    bare = pb.Result()
+    bare.CopyFrom(result)
+    bare.image.data = b""
+    return chunks + [response_type(result=bare)]
 
 
 def _result(response_type: type, data: bytes, media: str, stats: RenderStats) -> Any:

@@ -59,8 +59,8 @@ class Job:
     """One render: its body, its cancel flag, and the queue its responses flow through."""
 
     def __init__(self, body: JobBody, make_queued: Callable[[Queued], Any], rpc: str, *, pixels: int = 0,
-                 caller: str = "") -> None:
-        self.id = uuid.uuid4().hex[:16]
+                 caller: str = "", job_id: str = "") -> None:
+        self.id = job_id or uuid.uuid4().hex[:16]  # a resumed job keeps its id
         self.body = body
         self.rpc = rpc
         self.caller = caller  # who asked: fairness is per caller
@@ -194,12 +194,21 @@ class Scheduler:
             served[nxt.caller] = turn
         return order
 
-    def withdraw(self, job: Job) -> None:
-        """The caller went away: drop a waiting job, or ask a running one to stop."""
+    def withdraw(self, job: Job) -> bool:
+        """The caller went away: drop a waiting job, or ask a running one to stop. True when the
+        job was still waiting (it will never run)."""
         job.cancel.set()
         if job in self._waiting:
             self._waiting.remove(job)
             self._announce_positions()
+            return True
+        return False
+
+    def cancel(self, job: Job, reason: BaseException) -> None:
+        """Stop a job for good (CancelJob): a waiting one ends now with `reason`, a running one
+        within a step."""
+        if self.withdraw(job):
+            job._finish(reason)
 
     def _ensure_started(self) -> None:
         if self._task is None:
@@ -254,14 +263,14 @@ class Scheduler:
             job.body = _released  # drop the closures (and the images they hold) now
             release_memory()
 
-    def abort_all(self, reason: BaseException) -> None:
-        """Stop every job with `reason` (shutdown): waiting ones at once, the running one within a step."""
+    def abort_all(self, reason: Callable[[Job], BaseException]) -> None:
+        """Stop every job with `reason(job)` (shutdown): waiting ones at once, the running one within a step."""
         while self._waiting:
             job = self._waiting.popleft()
             job.cancel.set()
-            job._finish(reason)
+            job._finish(reason(job))
         if self._running is not None:
-            self._running.abort_reason = reason
+            self._running.abort_reason = reason(self._running)
             self._running.cancel.set()
 
     async def drain(self, timeout: float) -> bool:

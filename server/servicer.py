@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -20,8 +21,14 @@ from ._security import caller_of
 from .engine import native_bf16, render_dream, render_style
 from .engine.feedforward import FeedForwardNets, feed_forward_image, free_size_model, onnx_session, render_feed_forward
 from .engine.style import first_scale_side
-from .engine.events import Accepted, Event, Progress
+from .codec import encode_image
+from .engine.events import Accepted, Checkpoint, Event, Progress
+from .engine.imaging import to_uint8
+from .engine.runtime import RenderCancelled, ServerShuttingDown
 from .evaluator import Evaluator, style_terms
+from .jobs import QUEUED, JobRecord, JobStore
+from .jobs.journal import Journal
+from .jobs.service import JobBook, check_request_id
 from .requests import RequestReader, result_format
 from .responses import to_responses
 from .scheduler import Job, Scheduler
@@ -71,11 +78,34 @@ class ModelCache:
             return self._nets[name]
 
 
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """A checked render request, ready to run: its body and how its events become responses."""
+
+    rpc: str
+    response_type: type
+    body: Callable[[Callable[[Event], None], threading.Event], None]
+    frame_format: str
+    result_format: str
+    pixels: int
+
+    def convert(self, e: Event) -> list[Any]:
+        return to_responses(e, self.response_type, frame_format=self.frame_format, result_format=self.result_format)
+
+
+def _png(image: Any) -> bytes:
+    """A checkpoint's float image ((1, 3, H, W) in [0, 1]) as PNG."""
+    return encode_image(to_uint8(torch.from_numpy(image)), "png")[0]
+
+
 class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     """Implements dreamrender.v1.DreamRenderService on top of the engines."""
 
     def __init__(self, *, cache: ModelCache, scheduler: Scheduler, requests: RequestReader, server_id: str,
-                 evaluator: Evaluator, metrics: Any = None, callers_by_token: bool = False) -> None:
+                 evaluator: Evaluator, store: JobStore, metrics: Any = None, callers_by_token: bool = False) -> None:
+        self.store = store
+        self.book = JobBook(store)
+        self._live: dict[str, Job] = {}  # jobs of this process not yet finished, by id
         self.metrics = metrics
         self.callers_by_token = callers_by_token
         self.cache = cache
@@ -91,28 +121,84 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         that also bounds the memory that decoding in flight holds."""
         return await asyncio.get_running_loop().run_in_executor(self.decoder, read, request)
 
-    async def _stream(self, body: Callable[[Callable[[Event], None], threading.Event], None],
-                      response_type: type, context: Any, *, frame_format: str,
-                      result_format: str, rpc: str, pixels: int = 0) -> AsyncIterator[Any]:
-        def convert(e: Event) -> list[Any]:
-            return to_responses(e, response_type, frame_format=frame_format, result_format=result_format)
+    async def keep_jobs(self, every: float = 10.0) -> None:
+        """Upkeep of the job store, every `every` s: say this replica is alive, drop expired
+        records, and take over unfinished jobs whose server is gone (see resume_jobs)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.store.beat, self.server_id, 3 * every)
+                await asyncio.to_thread(self.store.expire)
+                await self.resume_jobs()
+            except Exception:
+                log.exception("job store upkeep failed")
+            await asyncio.sleep(every)
 
-        def run(emit: Callable[[Any], None], cancel: threading.Event) -> None:
-            self._job_started(job)
-            body(lambda e: [emit(r) for r in convert(self._observe_event(e, rpc))], cancel)
+    async def resume_jobs(self) -> int:
+        """Run again the detached jobs left queued, running or interrupted by a server that is gone
+        (this one's previous run, or a replica that stopped beating); others' calls ended with
+        their server, so their jobs are marked failed. Returns how many were resumed."""
+        resumed = 0
+        for rec in await asyncio.to_thread(self.store.unfinished):
+            if rec.server_id == self.server_id or await asyncio.to_thread(self.store.alive, rec.server_id):
+                continue
+            if not await asyncio.to_thread(self.store.claim, rec.id, rec.server_id, self.server_id):
+                continue  # another replica took it first
+            journal = Journal(self.store, rec.id, threading.Event())
+            if not rec.detached or not rec.request:
+                journal.ended("UNAVAILABLE", "the server stopped while the job ran, and its call was not detached")
+                continue
+            try:
+                await self._resume(rec)
+                resumed += 1
+            except Exception as exc:
+                code, message, _ = status_for(exc)
+                journal.ended(code.name, f"could not run it again: {message}")
+        return resumed
 
+    async def _resume(self, rec: JobRecord) -> None:
+        if rec.kind == "RenderStyle":
+            request = pb.RenderStyleRequest.FromString(rec.request)
+            if rec.checkpoint and request.method != pb.STYLE_METHOD_FEED_FORWARD:
+                # From its best image so far, as an init image. The optimiser's state (L-BFGS's
+                # history, Adam's moments) and the scale it had reached are not kept: it runs
+                # its scales and iterations again from that picture.
+                request.init = pb.STYLE_INIT_IMAGE
+                request.init_image.CopyFrom(pb.Image(data=rec.checkpoint, media_type="image/png"))
+            work = self._style_work(request, await self._read(self.requests.style, request))
+        else:  # a dream starts afresh: dreaming its partial picture again would compound the effect
+            request = pb.RenderDreamRequest.FromString(rec.request)
+            work = self._dream_work(request, await self._read(self.requests.dream, request))
+        await self._submit(work, rec, rec.owner or "resumed")
+        log.info("job %s %s resumed (from %s)", rec.id, rec.kind, "its checkpoint" if rec.checkpoint else "the start",
+                 extra={"job_id": rec.id, "rpc": rec.kind})
+
+    def _owner(self, metadata: Any, peer: str) -> str:
+        """Who owns the jobs a call starts: its token (hashed) when tokens are on, else nobody in
+        particular (every caller may then reach every job)."""
+        return caller_of(metadata, peer, by_token=True) if self.callers_by_token else ""
+
+    async def _stream(self, work: Work, request: Any, context: Any) -> AsyncIterator[Any]:
         # Read the peer now: touching the context after the call has ended can crash grpc's aio layer.
         peer = context.peer()
         # The caller's correlation id, when it sends one, goes into every log line of the job.
         metadata = context.invocation_metadata() or ()
         request_id = next((str(v) for k, v in metadata if k == REQUEST_ID_KEY), "")
-        job = Job(run, lambda q: convert(q)[0], rpc, pixels=pixels,
-                  caller=caller_of(metadata, peer, by_token=self.callers_by_token))
-        position = self.scheduler.submit(job)
-        log.info("job %s %s accepted at queue position %d (peer %s%s)", job.id, rpc, position, peer,
-                 f", {REQUEST_ID_KEY} {request_id}" if request_id else "",
-                 extra={"job_id": job.id, "rpc": rpc, "peer": peer, "request_id": request_id})
-        yield convert(Accepted(job.id, position, self.server_id))[0]
+        owner, key = self._owner(metadata, peer), check_request_id(request.request_id)
+        if key:
+            existing = await asyncio.to_thread(self.store.find, owner, key)
+            if existing is not None:  # a retry: follow the job the first call started
+                log.info("job %s %s re-attached by request_id (peer %s)", existing.id, work.rpc, peer,
+                         extra={"job_id": existing.id, "rpc": work.rpc, "peer": peer})
+                async for r in self.book.watch(existing.id, owner, work.response_type):
+                    yield r
+                return
+        record = JobRecord("", work.rpc, owner=owner, request=request.SerializeToString() if request.detach else b"",
+                           request_id=key, detached=request.detach, server_id=self.server_id)
+        job = await self._submit(work, record, caller_of(metadata, peer, by_token=self.callers_by_token))
+        log.info("job %s %s accepted at queue position %d (peer %s%s%s)", job.id, work.rpc, job.position, peer,
+                 f", {REQUEST_ID_KEY} {request_id}" if request_id else "", ", detached" if request.detach else "",
+                 extra={"job_id": job.id, "rpc": work.rpc, "peer": peer, "request_id": request_id})
+        yield work.convert(Accepted(job.id, job.position, self.server_id))[0]
         started = time.monotonic()
         status, call = "OK", CallOutcome(context)
         try:
@@ -126,14 +212,63 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             raise
         finally:
             if not job.finished and not call.delivered:
-                status = ended_as(call)
-            self.scheduler.withdraw(job)  # no-op for a finished job
+                status = ended_as(call) if not request.detach else "DETACHED"
+            if not request.detach and self.scheduler.withdraw(job):  # no-op for a finished job
+                Journal(self.store, job.id, job.cancel).ended("CANCELLED", "the caller went away before it started")
             elapsed = time.monotonic() - started
             if self.metrics is not None and job.started:
-                self.metrics.render_seconds.labels(rpc).observe(elapsed)
-            log.info("job %s %s ended: %s after %.2f s", job.id, rpc, status, elapsed,
-                     extra={"job_id": job.id, "rpc": rpc, "peer": peer, "status": status,
+                self.metrics.render_seconds.labels(work.rpc).observe(elapsed)
+            log.info("job %s %s %s: %s after %.2f s", job.id, work.rpc,
+                     "left running" if status == "DETACHED" else "ended", status, elapsed,
+                     extra={"job_id": job.id, "rpc": work.rpc, "peer": peer, "status": status,
                             "duration": round(elapsed, 3), "request_id": request_id})
+
+    async def _submit(self, work: Work, record: JobRecord, caller: str) -> Job:
+        """Record the job, then queue it (a refused job's record says why)."""
+        job = Job(lambda emit, cancel: self._run(job, work, journal, emit, cancel), lambda q: work.convert(q)[0],
+                  work.rpc, pixels=work.pixels, caller=caller, job_id=record.id)
+        journal = Journal(self.store, job.id, job.cancel, encode_png=_png if work.rpc == "RenderStyle" else None)
+        if record.id:  # resumed: the record exists
+            await asyncio.to_thread(self.store.update, job.id, state=QUEUED, server_id=self.server_id,
+                                    resumed=record.resumed + 1, cancel_requested=False, error_code="", error_message="")
+        else:
+            record.id = job.id
+            await asyncio.to_thread(self.store.create, record, capped=record.detached)
+        try:
+            self.scheduler.submit(job)
+        except Exception as exc:
+            code, message, _ = status_for(exc)
+            journal.ended(code.name, message)
+            raise
+        self._live[job.id] = job
+        return job
+
+    def _run(self, job: Job, work: Work, journal: Journal, emit: Callable[[Any], None],
+             cancel: threading.Event) -> None:
+        """A job's body in the worker: the render, its responses to the caller and the store."""
+        self._job_started(job)
+        journal.started()
+
+        def sink(e: Event) -> None:
+            if isinstance(e, Checkpoint):  # kept for resuming; the caller sees frames and scores
+                journal.checkpoint(e.image)
+                return
+            for r in work.convert(self._observe_event(e, work.rpc)):
+                journal.response(r)
+                emit(r)
+
+        try:
+            work.body(sink, cancel)
+        except BaseException as exc:
+            reason = job.abort_reason or exc
+            if isinstance(reason, ServerShuttingDown):
+                journal.interrupted(str(reason))
+            else:
+                code, message, _ = status_for(reason)
+                journal.ended(code.name, message)
+            raise
+        finally:
+            self._live.pop(job.id, None)
 
     def _job_started(self, job: Job) -> None:
         if self.metrics is not None:
@@ -147,24 +282,15 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 self.metrics.iterations_per_second.labels(rpc).set(event.step / event.elapsed_seconds)
         return event
 
-    def _render(self, request: Any, context: Any, job: Any, response_type: type, rpc: str,
-                body: Callable[[Callable[[Event], None], threading.Event], None]) -> AsyncIterator[Any]:
-        return self._stream(body, response_type, context, frame_format=job.settings.preview.format,
-                            result_format=result_format(request), rpc=rpc, pixels=job.pixels)
-
-    # -- RPCs --------------------------------------------------------------------------
-    async def RenderDream(self, request: pb.RenderDreamRequest, context: Any) -> AsyncIterator[pb.RenderDreamResponse]:
-        job = await self._read(self.requests.dream, request)
-
+    def _dream_work(self, request: Any, job: Any) -> Work:
         def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
             render_dream(self.cache.get(job.settings.model), job.start, settings=job.settings,
                          on_event=self.evaluator.dream_sink(sink, job.settings), cancel=cancel, device=self.cache.device)
 
-        async for r in self._render(request, context, job, pb.RenderDreamResponse, "RenderDream", body):
-            yield r
+        return Work("RenderDream", pb.RenderDreamResponse, body, job.settings.preview.format, result_format(request),
+                    job.pixels)
 
-    async def RenderStyle(self, request: pb.RenderStyleRequest, context: Any) -> AsyncIterator[pb.RenderStyleResponse]:
-        job = await self._read(self.requests.style, request)
+    def _style_work(self, request: Any, job: Any) -> Work:
         s = job.settings
 
         def scored(sink: Callable[[Event], None]) -> Callable[[Event], None]:
@@ -185,9 +311,44 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             events = scored(sink) if s.feed_forward_scores else self.evaluator.unscored(sink)
             render_feed_forward(nets, job.content, job.styles, settings=s, on_event=events, cancel=cancel)
 
-        body = feed_forward if s.method == "feed_forward" else optimize
-        async for r in self._render(request, context, job, pb.RenderStyleResponse, "RenderStyle", body):
+        return Work("RenderStyle", pb.RenderStyleResponse, feed_forward if s.method == "feed_forward" else optimize,
+                    s.preview.format, result_format(request), job.pixels)
+
+    # -- RPCs --------------------------------------------------------------------------
+    async def RenderDream(self, request: pb.RenderDreamRequest, context: Any) -> AsyncIterator[pb.RenderDreamResponse]:
+        job = await self._read(self.requests.dream, request)
+        async for r in self._stream(self._dream_work(request, job), request, context):
             yield r
+
+    async def RenderStyle(self, request: pb.RenderStyleRequest, context: Any) -> AsyncIterator[pb.RenderStyleResponse]:
+        job = await self._read(self.requests.style, request)
+        async for r in self._stream(self._style_work(request, job), request, context):
+            yield r
+
+    async def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.Job:
+        return await self.book.get(request.job_id, self._owner(context.invocation_metadata(), context.peer()))
+
+    async def WatchJob(self, request: pb.WatchJobRequest, context: Any) -> AsyncIterator[pb.JobEvent]:
+        async for r in self.book.watch(request.job_id, self._owner(context.invocation_metadata(), context.peer()),
+                                       pb.JobEvent):
+            yield r
+
+    async def CancelJob(self, request: pb.CancelJobRequest, context: Any) -> pb.Job:
+        return await self.book.cancel(request.job_id, self._owner(context.invocation_metadata(), context.peer()),
+                                      self._cancel_here)
+
+    async def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
+        return await self.book.list(self._owner(context.invocation_metadata(), context.peer()), request.state,
+                                    request.page_size, request.page_token)
+
+    def _cancel_here(self, job_id: str) -> bool:
+        job = self._live.get(job_id)
+        if job is None:
+            return False
+        self.scheduler.cancel(job, RenderCancelled(f"job {job_id} cancelled by CancelJob"))
+        if not job.started:
+            Journal(self.store, job_id, job.cancel).ended("CANCELLED", "cancelled by CancelJob")
+        return True
 
     async def Evaluate(self, request: pb.EvaluateRequest, context: Any) -> pb.EvaluateResponse:
         job = await self._read(self.requests.evaluate, request)

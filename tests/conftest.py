@@ -72,8 +72,11 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 def start_server(models_dir: Path, **overrides) -> ServerThread:
+    import tempfile
+
     cfg = dict(listen="127.0.0.1:0", device="cpu", models_dir=str(models_dir), default_dream_model="tiny",
-               default_style_model="tiny", max_side=1024, max_input_pixels=4_000_000)
+               default_style_model="tiny", max_side=1024, max_input_pixels=4_000_000,
+               data_dir=tempfile.mkdtemp(prefix="dreamrender-jobs-"))  # each server its own job store
     cfg.update(overrides)
     return ServerThread(ServerConfig(**cfg)).start()
 
@@ -95,3 +98,53 @@ def real_store() -> Path:
     """The model store with real weights; tests marked realweights skip without it."""
     root = Path(os.environ.get("DREAMRENDER_MODELS", Path.home() / ".cache/dreamrender/models"))
     return root
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server (Debian's package) on 127.0.0.1 and a free port, without persistence."""
+
+    def __init__(self, workdir: Path) -> None:
+        import shutil
+        import subprocess
+        import time
+
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+        self.port = free_port()
+        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(workdir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()

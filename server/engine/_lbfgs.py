@@ -82,7 +82,8 @@ def minimize(x: torch.Tensor, closure: Callable[[], torch.Tensor], *, iterations
 
     g = evaluate()
     d, h_diag = g.neg(), 1.0
-    t = min(1.0, 1.0 / float(g.abs().sum())) * lr  # torch's first step: L1 norm lr
+    l1 = float(g.abs().sum())
+    t = (min(1.0, 1.0 / l1) if l1 else 1.0) * lr  # torch's first step: L1 norm lr (a zero gradient: lr)
     for n in range(1, iterations + 1):
         if n > 1:
             y, s = g - prev, d.mul(t)

@@ -79,3 +79,15 @@ def test_pairs_are_scaled_into_float16s_range():
     assert p.s.dtype == torch.float16 and torch.isfinite(p.s).all()
     torch.testing.assert_close(p.s.float() * p.s_scale, big, rtol=1e-3, atol=1e-3 * 3e6)  # precision relative to the largest
     torch.testing.assert_close(p.y.float() * p.y_scale, big * 1e-9, rtol=1e-3, atol=1e-3 * 3e-3)
+
+
+def test_a_zero_gradient_is_a_standstill_not_an_error():
+    x = torch.ones(3, 4, 4, requires_grad=True)
+
+    def closure() -> torch.Tensor:
+        value = (x * 0).sum()
+        value.backward()
+        return value
+
+    minimize(x, closure, iterations=4, lr=1.0, history=3)
+    assert torch.equal(x.detach(), torch.ones(3, 4, 4))

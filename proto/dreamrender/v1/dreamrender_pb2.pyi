@@ -57,6 +57,16 @@ class Pooling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POOLING_UNSPECIFIED: _ClassVar[Pooling]
     POOLING_MAX: _ClassVar[Pooling]
     POOLING_AVERAGE: _ClassVar[Pooling]
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_SUCCEEDED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
+    JOB_STATE_INTERRUPTED: _ClassVar[JobState]
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
@@ -84,6 +94,13 @@ OPTIMIZER_ADAM: Optimizer
 POOLING_UNSPECIFIED: Pooling
 POOLING_MAX: Pooling
 POOLING_AVERAGE: Pooling
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_QUEUED: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_SUCCEEDED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
+JOB_STATE_INTERRUPTED: JobState
 
 class Image(_message.Message):
     __slots__ = ("data", "media_type")
@@ -122,7 +139,7 @@ class NoiseStart(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class RenderDreamRequest(_message.Message):
-    __slots__ = ("model", "image", "noise", "terms", "objective", "gradient_norm", "octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed", "size", "preview", "result_format", "precision")
+    __slots__ = ("model", "image", "noise", "terms", "objective", "gradient_norm", "octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed", "size", "preview", "result_format", "precision", "detach", "request_id")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NOISE_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +157,8 @@ class RenderDreamRequest(_message.Message):
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     RESULT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     model: str
     image: Image
     noise: NoiseStart
@@ -157,7 +176,9 @@ class RenderDreamRequest(_message.Message):
     preview: PreviewOptions
     result_format: ImageFormat
     precision: Precision
-    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., precision: _Optional[_Union[Precision, str]] = ...) -> None: ...
+    detach: bool
+    request_id: str
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RenderDreamResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
@@ -204,7 +225,7 @@ class PresetWeight(_message.Message):
     def __init__(self, index: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RenderStyleRequest(_message.Message):
-    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history", "method", "strength", "presets", "feed_forward_scores", "precision", "tile_size", "large_iterations")
+    __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history", "method", "strength", "presets", "feed_forward_scores", "precision", "tile_size", "large_iterations", "detach", "request_id")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     STYLES_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +255,8 @@ class RenderStyleRequest(_message.Message):
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
     LARGE_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     model: str
     content: Image
     styles: _containers.RepeatedCompositeFieldContainer[StyleImage]
@@ -263,7 +286,9 @@ class RenderStyleRequest(_message.Message):
     precision: Precision
     tile_size: int
     large_iterations: int
-    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ..., lbfgs_history: _Optional[int] = ..., method: _Optional[_Union[StyleMethod, str]] = ..., strength: _Optional[float] = ..., presets: _Optional[_Iterable[_Union[PresetWeight, _Mapping]]] = ..., feed_forward_scores: _Optional[bool] = ..., precision: _Optional[_Union[Precision, str]] = ..., tile_size: _Optional[int] = ..., large_iterations: _Optional[int] = ...) -> None: ...
+    detach: bool
+    request_id: str
+    def __init__(self, model: _Optional[str] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., styles: _Optional[_Iterable[_Union[StyleImage, _Mapping]]] = ..., size: _Optional[int] = ..., scales: _Optional[int] = ..., iterations: _Optional[int] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., learning_rate: _Optional[float] = ..., content_weight: _Optional[float] = ..., style_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., style_layers: _Optional[_Iterable[_Union[LayerWeight, _Mapping]]] = ..., init: _Optional[_Union[StyleInit, str]] = ..., init_image: _Optional[_Union[Image, _Mapping]] = ..., seed: _Optional[int] = ..., preserve_colors: _Optional[bool] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., coarse_iterations: _Optional[int] = ..., lbfgs_history: _Optional[int] = ..., method: _Optional[_Union[StyleMethod, str]] = ..., strength: _Optional[float] = ..., presets: _Optional[_Iterable[_Union[PresetWeight, _Mapping]]] = ..., feed_forward_scores: _Optional[bool] = ..., precision: _Optional[_Union[Precision, str]] = ..., tile_size: _Optional[int] = ..., large_iterations: _Optional[int] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RenderStyleResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
@@ -506,3 +531,99 @@ class CandidateScores(_message.Message):
     width: int
     height: int
     def __init__(self, values: _Optional[_Mapping[str, float]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("job_id", "kind", "state", "done", "progress", "frame", "result", "error", "create_time", "update_time", "request_id", "detached", "server_id", "checkpoint", "resumed")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    kind: str
+    state: JobState
+    done: bool
+    progress: Progress
+    frame: Frame
+    result: Result
+    error: JobError
+    create_time: float
+    update_time: float
+    request_id: str
+    detached: bool
+    server_id: str
+    checkpoint: Image
+    resumed: int
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., done: _Optional[bool] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., create_time: _Optional[float] = ..., update_time: _Optional[float] = ..., request_id: _Optional[str] = ..., detached: _Optional[bool] = ..., server_id: _Optional[str] = ..., checkpoint: _Optional[_Union[Image, _Mapping]] = ..., resumed: _Optional[int] = ...) -> None: ...
+
+class JobError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class WatchJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "state")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    state: JobState
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    RESULT_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    accepted: Accepted
+    queued: Queued
+    progress: Progress
+    frame: Frame
+    result: Result
+    scores: CheckpointScores
+    result_chunk: ResultChunk
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., scores: _Optional[_Union[CheckpointScores, _Mapping]] = ..., result_chunk: _Optional[_Union[ResultChunk, _Mapping]] = ...) -> None: ...

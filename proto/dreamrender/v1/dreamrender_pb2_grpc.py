@@ -60,6 +60,26 @@ class DreamRenderServiceStub:
                 request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateResponse.FromString,
                 _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/dreamrender.v1.DreamRenderService/GetJob',
+                request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.Job.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/dreamrender.v1.DreamRenderService/WatchJob',
+                request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/dreamrender.v1.DreamRenderService/CancelJob',
+                request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.Job.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/dreamrender.v1.DreamRenderService/ListJobs',
+                request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
 
 
 class DreamRenderServiceServicer:
@@ -100,6 +120,41 @@ class DreamRenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJob(self, request, context):
+        """Jobs outlive the call that started them when it asked for `detach`, and every job can be
+        reached by the id its `accepted` message announced. These mirror google.longrunning's
+        Operations (GetOperation, ListOperations, CancelOperation, WaitOperation) with typed
+        messages of our own instead of Any: progress, the latest frame and the result stay readable
+        without unpacking, and WatchJob streams the same events as a render call.
+
+        GetJob returns a job's state, latest progress and frame, and its result or error once done.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """WatchJob streams a job's events: first its current state (progress, latest frame), then
+        live ones until the result; a job that failed or was cancelled ends with its status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """CancelJob asks a queued or running job to stop; it returns the job as it then stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """ListJobs lists the caller's recent jobs, newest first, paged, optionally of one state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DreamRenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +177,26 @@ def add_DreamRenderServiceServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateRequest.FromString,
                     response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.GetJobRequest.FromString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.Job.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.WatchJobRequest.FromString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.JobEvent.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.CancelJobRequest.FromString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.Job.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsRequest.FromString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -238,6 +313,114 @@ class DreamRenderService:
             '/dreamrender.v1.DreamRenderService/Evaluate',
             dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateRequest.SerializeToString,
             dreamrender_dot_v1_dot_dreamrender__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamrender.v1.DreamRenderService/GetJob',
+            dreamrender_dot_v1_dot_dreamrender__pb2.GetJobRequest.SerializeToString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dreamrender.v1.DreamRenderService/WatchJob',
+            dreamrender_dot_v1_dot_dreamrender__pb2.WatchJobRequest.SerializeToString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamrender.v1.DreamRenderService/CancelJob',
+            dreamrender_dot_v1_dot_dreamrender__pb2.CancelJobRequest.SerializeToString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamrender.v1.DreamRenderService/ListJobs',
+            dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsRequest.SerializeToString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

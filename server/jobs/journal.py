@@ -1,0 +1,91 @@
+"""A job's record kept current from its render: what the worker thread writes to the store."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from .store import CANCELLED, FAILED, INTERRUPTED, RUNNING, SUCCEEDED, JobStore
+
+__all__ = ["Journal"]
+
+log = logging.getLogger(__name__)
+
+# Progress is written at most this often (a tiny network does hundreds of steps a second); the
+# last one is always written with the result. Frames and checkpoints come every few steps.
+PROGRESS_INTERVAL = 0.25
+
+
+class Journal:
+    """Writes a job's state, latest progress and frame, best image and result to the store, and
+    notices a cancel asked through another replica (CancelJob writes a flag; the job's own
+    replica sees it at the next progress write and stops the job).
+
+    Store errors are logged, never raised into the render: the caller's stream goes on.
+    """
+
+    def __init__(self, store: JobStore, job_id: str, cancel: threading.Event, *,
+                 encode_png: Callable[[Any], bytes] | None = None) -> None:
+        self.store, self.job_id, self.cancel = store, job_id, cancel
+        self.encode_png = encode_png  # None: checkpoints are not kept (dreams start afresh anyway)
+        self._last_write = 0.0
+        self._progress = b""
+        self._chunks: list[bytes] = []
+
+    def _update(self, **fields: object) -> None:
+        try:
+            self.store.update(self.job_id, **fields)
+        except Exception:
+            log.exception("job %s: the job store refused an update", self.job_id)
+
+    def started(self) -> None:
+        self._update(state=RUNNING)
+
+    def response(self, r: Any) -> None:
+        """A response the job sends its caller (a RenderDream/RenderStyle/JobEvent message)."""
+        kind = r.WhichOneof("event")
+        if kind == "progress":
+            self._progress = r.progress.SerializeToString()
+            now = time.monotonic()
+            if now - self._last_write >= PROGRESS_INTERVAL:
+                self._last_write = now
+                self._update(progress=self._progress)
+                self._check_cancel()
+        elif kind == "frame":
+            self._update(frame=r.frame.SerializeToString())
+        elif kind == "result_chunk":
+            self._chunks.append(r.result_chunk.data)
+        elif kind == "result":
+            result = type(r.result)()
+            result.CopyFrom(r.result)
+            if self._chunks:  # the image went out in chunks before this message: keep it whole
+                result.image.data = b"".join(self._chunks)
+            self._update(state=SUCCEEDED, result=result.SerializeToString(), progress=self._progress)
+
+    def checkpoint(self, image: Any) -> None:
+        """The best image so far (float array, (1, 3, H, W) in [0, 1]): kept for resuming."""
+        if self.encode_png is not None:
+            try:
+                png = self.encode_png(image)
+            except Exception:
+                log.exception("job %s: cannot encode its checkpoint", self.job_id)
+                return
+            self._update(checkpoint=png)
+
+    def ended(self, code: str, message: str) -> None:
+        """The job stopped without a result (code: a grpc.StatusCode name)."""
+        state = CANCELLED if code == "CANCELLED" else FAILED
+        self._update(state=state, error_code=code, error_message=message, progress=self._progress)
+
+    def interrupted(self, message: str) -> None:
+        """The server stopped the job at shutdown: its checkpoint stays for GetJob and resuming."""
+        self._update(state=INTERRUPTED, error_code="UNAVAILABLE", error_message=message, progress=self._progress)
+
+    def _check_cancel(self) -> None:
+        try:
+            seen = self.store.peek(self.job_id)
+        except Exception:
+            return
+        if seen is not None and seen[2]:
+            self.cancel.set()

@@ -1,0 +1,149 @@
+"""The job RPCs' logic: ids and ownership checked, records turned into messages, watches polled.
+
+Watching polls the store (a version number per record, read without the record's bytes) rather
+than subscribing to the job in memory: the same code then follows a job that runs in this
+process, in another replica sharing a Redis store, or that was resumed after a restart.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, AsyncIterator, Callable
+
+from dreamrender.errors import InvalidArgumentError, quoted
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+from ..responses import result_responses
+from .store import (CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, STATES, SUCCEEDED, JobEndedError, JobNotFoundError,
+                    JobRecord, JobStore)
+
+__all__ = ["JobBook", "check_job_id", "check_request_id", "POLL_SECONDS", "DEFAULT_PAGE", "MAX_PAGE"]
+
+JOB_ID = re.compile(r"[0-9a-f]{16}")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+POLL_SECONDS = 0.1
+DEFAULT_PAGE, MAX_PAGE = 50, 1000
+_STATE_PB = {QUEUED: pb.JOB_STATE_QUEUED, RUNNING: pb.JOB_STATE_RUNNING, SUCCEEDED: pb.JOB_STATE_SUCCEEDED,
+             FAILED: pb.JOB_STATE_FAILED, CANCELLED: pb.JOB_STATE_CANCELLED, INTERRUPTED: pb.JOB_STATE_INTERRUPTED}
+_PB_STATE = {v: k for k, v in _STATE_PB.items()}
+
+
+def check_job_id(job_id: str) -> str:
+    if not JOB_ID.fullmatch(job_id):
+        raise InvalidArgumentError("job_id", f"{quoted(job_id)} is not a job id",
+                                   "16 lowercase hex digits, as the render's `accepted` message gives")
+    return job_id
+
+
+def check_request_id(request_id: str) -> str:
+    if request_id and not REQUEST_ID.fullmatch(request_id):
+        raise InvalidArgumentError("request_id", f"{quoted(request_id)} is not a usable idempotency key",
+                                   "1 to 64 of A-Z a-z 0-9 . _ : -")
+    return request_id
+
+
+def to_job(rec: JobRecord, *, full: bool = True) -> pb.Job:
+    """A record as the Job message (`full`: with the result and checkpoint images)."""
+    job = pb.Job(job_id=rec.id, kind=rec.kind, state=_STATE_PB.get(rec.state, pb.JOB_STATE_UNSPECIFIED), done=rec.done,
+                 create_time=rec.created, update_time=rec.updated, request_id=rec.request_id, detached=rec.detached,
+                 server_id=rec.server_id, resumed=rec.resumed)
+    if rec.progress:
+        job.progress.ParseFromString(rec.progress)
+    if rec.frame:
+        job.frame.ParseFromString(rec.frame)
+    if rec.error_code:
+        job.error.code, job.error.message = rec.error_code, rec.error_message
+    if full and rec.result:
+        job.result.ParseFromString(rec.result)
+    if full and rec.checkpoint and rec.state != SUCCEEDED:
+        job.checkpoint.data, job.checkpoint.media_type = rec.checkpoint, "image/png"
+    return job
+
+
+class JobBook:
+    """GetJob, WatchJob, CancelJob and ListJobs over a store. `owner` is the caller's identity
+    ("" when tokens are off: every caller then sees every job)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    async def _io(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kw)  # store calls block (SQLite, Redis)
+
+    async def lookup(self, job_id: str, owner: str) -> JobRecord:
+        """The caller's job; NOT_FOUND for an unknown id and for another owner's job alike."""
+        rec = await self._io(self.store.get, check_job_id(job_id))
+        if rec is None or (owner and rec.owner != owner):
+            raise JobNotFoundError(job_id)
+        return rec
+
+    async def get(self, job_id: str, owner: str) -> pb.Job:
+        return to_job(await self.lookup(job_id, owner))
+
+    async def cancel(self, job_id: str, owner: str, cancel_here: Callable[[str], bool]) -> pb.Job:
+        """Stop the job: here when this process runs or queues it (`cancel_here`), else by a flag
+        in the store that the replica running it reads at its next progress write."""
+        rec = await self.lookup(job_id, owner)
+        if not rec.done:
+            if not cancel_here(job_id):
+                fields: dict[str, object] = {"cancel_requested": True}
+                if rec.state in (QUEUED, INTERRUPTED):  # nothing runs it: it ends here
+                    fields.update(state=CANCELLED, error_code="CANCELLED", error_message="cancelled by CancelJob")
+                await self._io(self.store.update, job_id, **fields)
+            for _ in range(50):  # a running job stops within a step; report where it then stands
+                rec = await self.lookup(job_id, owner)
+                if rec.done:
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+        return to_job(rec)
+
+    async def list(self, owner: str, state: int, page_size: int, page_token: str) -> pb.ListJobsResponse:
+        if page_size > MAX_PAGE:
+            raise InvalidArgumentError("page_size", f"{page_size} is too many", f"1 to {MAX_PAGE} (0: {DEFAULT_PAGE})")
+        if page_token and not page_token.isdigit():
+            raise InvalidArgumentError("page_token", f"{quoted(page_token)} is not a token this server gave",
+                                       "empty, or a next_page_token from ListJobs")
+        if state and state not in _PB_STATE:
+            raise InvalidArgumentError("state", f"unknown state {state}", [pb.JobState.Name(v) for v in _PB_STATE])
+        size, offset = page_size or DEFAULT_PAGE, int(page_token or 0)
+        recs = await self._io(self.store.list, owner or None, _PB_STATE.get(state), offset, size + 1)
+        more = len(recs) > size
+        return pb.ListJobsResponse(jobs=[to_job(r, full=False) for r in recs[:size]],
+                                   next_page_token=str(offset + size) if more else "")
+
+    async def watch(self, job_id: str, owner: str, response_type: type) -> AsyncIterator[Any]:
+        """The job's events as `response_type` messages: accepted, its current progress and
+        frame, then each change until the result (or its failure, raised as JobEndedError)."""
+        rec = await self.lookup(job_id, owner)
+        yield response_type(accepted=pb.Accepted(job_id=rec.id, server_id=rec.server_id))
+        sent_progress = sent_frame = b""
+        while True:
+            if rec.progress and rec.progress != sent_progress:
+                sent_progress = rec.progress
+                yield response_type(progress=pb.Progress.FromString(rec.progress))
+            if rec.frame and rec.frame != sent_frame:
+                sent_frame = rec.frame
+                yield response_type(frame=pb.Frame.FromString(rec.frame))
+            if rec.state == SUCCEEDED:
+                for r in result_responses(pb.Result.FromString(rec.result), response_type):
+                    yield r
+                return
+            if rec.state in (FAILED, CANCELLED) or (rec.state == INTERRUPTED and not rec.detached):
+                raise JobEndedError(rec.error_code or "UNKNOWN", rec.error_message or f"job {rec.id} {rec.state}")
+            rec = await self._next(rec)
+
+    async def _next(self, rec: JobRecord) -> JobRecord:
+        """The record once its version moves on (polled without its bytes)."""
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            seen = await self._io(self.store.peek, rec.id)
+            if seen is None:
+                raise JobNotFoundError(rec.id)  # expired meanwhile
+            if seen[0] != rec.version:
+                new = await self._io(self.store.get, rec.id)
+                if new is None:
+                    raise JobNotFoundError(rec.id)
+                return new
+
+
+assert set(_STATE_PB) == set(STATES)

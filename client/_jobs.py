@@ -10,6 +10,8 @@ import grpc
 
 from dreamrender.v1 import dreamrender_pb2 as pb
 
+from ._errors import DreamError
+
 __all__ = ["JobCalls", "AsyncJobCalls", "JOB_STATES", "REATTACH_SECONDS"]
 
 JOB_STATES = {pb.JobState.Name(v).removeprefix("JOB_STATE_").lower(): v for v in pb.JobState.values() if v}
@@ -39,11 +41,11 @@ class JobCalls:
 
     def get_job(self, job_id: str, *, timeout: float | None = 30.0, metadata: Any = None) -> pb.Job:
         """A job's state, latest progress and frame, and its result (or error) once done."""
-        return self._call(self._stub.GetJob, pb.GetJobRequest(job_id=job_id), timeout, metadata)  # type: ignore[attr-defined]
+        return self._call(self._stub.GetJob, pb.GetJobRequest(job_id=job_id), timeout, metadata).job  # type: ignore[attr-defined]
 
     def cancel_job(self, job_id: str, *, timeout: float | None = 30.0, metadata: Any = None) -> pb.Job:
         """Ask a job to stop; returns it as it then stands."""
-        return self._call(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), timeout, metadata)  # type: ignore[attr-defined]
+        return self._call(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), timeout, metadata).job  # type: ignore[attr-defined]
 
     def list_jobs(self, *, state: str | int | None = None, page_size: int = 0, page_token: str = "",
                   timeout: float | None = 30.0, metadata: Any = None) -> pb.ListJobsResponse:
@@ -60,8 +62,6 @@ class JobCalls:
     def _reattaching(self, start: Callable[[float | None], Iterator[Any]], timeout: float | None) -> Iterator[Any]:
         """A render stream that, broken by UNAVAILABLE, calls again with the same request (and so
         the same request_id, which the server answers with the same job) until the server is back."""
-        from ._sdk import DreamError
-
         deadline = None if timeout is None else time.monotonic() + timeout
         give_up = time.monotonic() + REATTACH_SECONDS
         while True:
@@ -80,10 +80,11 @@ class AsyncJobCalls:
     _stub: Any
 
     async def get_job(self, job_id: str, *, timeout: float | None = 30.0, metadata: Any = None) -> pb.Job:
-        return await self._call(self._stub.GetJob, pb.GetJobRequest(job_id=job_id), timeout, metadata)  # type: ignore[attr-defined]
+        return (await self._call(self._stub.GetJob, pb.GetJobRequest(job_id=job_id), timeout, metadata)).job  # type: ignore[attr-defined]
 
     async def cancel_job(self, job_id: str, *, timeout: float | None = 30.0, metadata: Any = None) -> pb.Job:
-        return await self._call(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), timeout, metadata)  # type: ignore[attr-defined]
+        return (await self._call(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), timeout,
+                                 metadata)).job  # type: ignore[attr-defined]
 
     async def list_jobs(self, *, state: str | int | None = None, page_size: int = 0, page_token: str = "",
                         timeout: float | None = 30.0, metadata: Any = None) -> pb.ListJobsResponse:
@@ -97,8 +98,6 @@ class AsyncJobCalls:
 
     async def _reattaching(self, start: Callable[[float | None], AsyncIterator[Any]],
                            timeout: float | None) -> AsyncIterator[Any]:
-        from ._sdk import DreamError
-
         deadline = None if timeout is None else time.monotonic() + timeout
         give_up = time.monotonic() + REATTACH_SECONDS
         while True:

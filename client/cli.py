@@ -72,6 +72,8 @@ def _add_settings(p: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] 
 
 
 def _add_preview(p: argparse.ArgumentParser, default: PreviewSettings) -> None:
+    """The render commands' output options: preview frames, and --detach / --request-id."""
+    add_detach_flags(p)
     p.add_argument("--frames", metavar="DIR", help="save the streamed preview frames into DIR")
     p.add_argument("--every", type=int, default=None, metavar="N",
                    help=f"a preview frame every N steps (default: {default.every})")
@@ -113,7 +115,6 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--noise", metavar="WxH", help="start from seeded noise of this size instead of an image")
     _add_settings(d, DreamSettings)
     _add_preview(d, DreamSettings().preview)
-    add_detach_flags(d)
 
     s = sub.add_parser("style", help="render a style transfer", epilog=_STYLE_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,7 +133,6 @@ def _parser() -> argparse.ArgumentParser:
                         "painting of the same styles, so the first frame is already a painting)")
     _add_settings(s, StyleSettings, skip=("init",))
     _add_preview(s, StyleSettings().preview)
-    add_detach_flags(s)
 
     _add_models(sub)
     _add_evaluate(sub)

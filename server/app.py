@@ -79,7 +79,8 @@ class ServerConfig:
     keepalive: float = _cfg(10.0, "seconds between HTTP/2 pings to each client; a client that misses one for "
                                   "--keepalive-timeout is gone, and its render stops (0: no pings)")
     keepalive_timeout: float = _cfg(10.0, "seconds a keepalive ping may go unanswered")
-    server_id: str = _cfg(None, "name of this replica in Accepted events (default: HOST:PID)", factory=_server_id)
+    server_id: str = _cfg(None, "name of this replica in Accepted events and the job store (default: HOST:PID)",
+                          type=str, factory=_server_id)
     default_dream_model: str = _cfg(default_of(DreamSettings, "model"), "model of dreams that name none")
     default_style_model: str = _cfg(default_of(StyleSettings, "model"), "model of style transfers that name none")
     torch_threads: int = _cfg(0, "torch CPU threads (0: torch's choice)")

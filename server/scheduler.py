@@ -209,6 +209,8 @@ class Scheduler:
         within a step."""
         if self.withdraw(job):
             job._finish(reason)
+        else:
+            job.abort_reason = reason
 
     def _ensure_started(self) -> None:
         if self._task is None:

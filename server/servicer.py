@@ -145,7 +145,9 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 continue  # another replica took it first
             journal = Journal(self.store, rec.id, threading.Event())
             if not rec.detached or not rec.request:
-                journal.ended("UNAVAILABLE", "the server stopped while the job ran, and its call was not detached")
+                # ABORTED, not UNAVAILABLE: retrying the same request_id cannot bring it back.
+                journal.ended("ABORTED", "the server stopped while the job ran, and its call was not detached; "
+                                         "start it again (with a new request_id)")
                 continue
             try:
                 await self._resume(rec)
@@ -325,17 +327,18 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         async for r in self._stream(self._style_work(request, job), request, context):
             yield r
 
-    async def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.Job:
-        return await self.book.get(request.job_id, self._owner(context.invocation_metadata(), context.peer()))
+    async def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.GetJobResponse:
+        owner = self._owner(context.invocation_metadata(), context.peer())
+        return pb.GetJobResponse(job=await self.book.get(request.job_id, owner))
 
-    async def WatchJob(self, request: pb.WatchJobRequest, context: Any) -> AsyncIterator[pb.JobEvent]:
+    async def WatchJob(self, request: pb.WatchJobRequest, context: Any) -> AsyncIterator[pb.WatchJobResponse]:
         async for r in self.book.watch(request.job_id, self._owner(context.invocation_metadata(), context.peer()),
-                                       pb.JobEvent):
+                                       pb.WatchJobResponse):
             yield r
 
-    async def CancelJob(self, request: pb.CancelJobRequest, context: Any) -> pb.Job:
-        return await self.book.cancel(request.job_id, self._owner(context.invocation_metadata(), context.peer()),
-                                      self._cancel_here)
+    async def CancelJob(self, request: pb.CancelJobRequest, context: Any) -> pb.CancelJobResponse:
+        owner = self._owner(context.invocation_metadata(), context.peer())
+        return pb.CancelJobResponse(job=await self.book.cancel(request.job_id, owner, self._cancel_here))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
         return await self.book.list(self._owner(context.invocation_metadata(), context.peer()), request.state,

@@ -148,3 +148,44 @@ def redis_server(tmp_path):
     server = RedisServer(tmp_path)
     yield server
     server.stop()
+
+
+BIN = Path(__import__("sys").executable).parent
+
+
+class Dreamd:
+    """dreamd in its own process on 127.0.0.1 and a free port, with the tiny models by default."""
+
+    def __init__(self, tmp_path: Path, *flags: str, data_dir: Path | None = None, env: dict | None = None,
+                 listen: str = "127.0.0.1:0") -> None:
+        import subprocess
+
+        self.data_dir = data_dir or tmp_path / "data"
+        self.env = dict(os.environ, DREAMRENDER_MODELS=str(tmp_path / "models"), **(env or {}))
+        self.flags = ["--device", "cpu", "--default-dream-model", "tiny", "--default-style-model", "tiny",
+                      "--data-dir", str(self.data_dir), *flags]
+        # The log goes to a file: a pipe nobody reads would stall dreamd once it fills.
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.log_path = tmp_path / f"dreamd-{os.getpid()}-{id(self)}.log"
+        self.proc = subprocess.Popen([str(BIN / "dreamd"), "--listen", listen, *self.flags],
+                                     stdout=subprocess.PIPE, stderr=open(self.log_path, "w"), text=True, env=self.env)
+        line = self.proc.stdout.readline()
+        if not line.startswith("dreamd listening"):
+            self.proc.wait(10)
+            raise RuntimeError(self.log())
+        self.target = line.split()[-1]
+
+    def ctl(self, *args: str, timeout: float = 120, env: dict | None = None):
+        """Run dreamctl against this server; returns the CompletedProcess."""
+        import subprocess
+
+        return subprocess.run([str(BIN / "dreamctl"), "--server", self.target, *args], capture_output=True,
+                               text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
+
+    def stop(self, sig: int = 15, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text()

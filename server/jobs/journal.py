@@ -43,7 +43,7 @@ class Journal:
         self._update(state=RUNNING)
 
     def response(self, r: Any) -> None:
-        """A response the job sends its caller (a RenderDream/RenderStyle/JobEvent message)."""
+        """A response the job sends its caller (a RenderDream/RenderStyle/WatchJob response)."""
         kind = r.WhichOneof("event")
         if kind == "progress":
             self._progress = r.progress.SerializeToString()

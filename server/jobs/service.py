@@ -128,8 +128,11 @@ class JobBook:
                 for r in result_responses(pb.Result.FromString(rec.result), response_type):
                     yield r
                 return
-            if rec.state in (FAILED, CANCELLED) or (rec.state == INTERRUPTED and not rec.detached):
+            if rec.state in (FAILED, CANCELLED):
                 raise JobEndedError(rec.error_code or "UNKNOWN", rec.error_message or f"job {rec.id} {rec.state}")
+            if rec.state == INTERRUPTED and not rec.detached:  # nothing will run it again
+                raise JobEndedError("ABORTED", f"job {rec.id} was interrupted by a server shutdown and its call "
+                                               "was not detached; start it again")
             rec = await self._next(rec)
 
     async def _next(self, rec: JobRecord) -> JobRecord:

@@ -13,7 +13,7 @@ import time
 from typing import Protocol, Sequence
 
 __all__ = ["JobRecord", "JobStore", "StoreFullError", "JobNotFoundError", "JobEndedError", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED",
-           "CANCELLED", "INTERRUPTED", "STATES", "FINAL_STATES", "open_store"]
+           "CANCELLED", "INTERRUPTED", "STATES", "FINAL_STATES", "LIST_FIELDS"]
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
     "queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -121,19 +121,6 @@ class JobStore(Protocol):
         """Drop finished records older than the TTL; return how many."""
 
     def close(self) -> None: ...
-
-
-def open_store(url: str, *, data_dir: str, ttl: float, max_bytes: int) -> JobStore:
-    """The store a `--job-store` value names: "sqlite" (in `data_dir`) or "redis://HOST:PORT/DB"."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from ._redis import RedisStore
-
-        return RedisStore(url, ttl=ttl, max_bytes=max_bytes)
-    if url in ("", "sqlite"):
-        from ._sqlite import SqliteStore
-
-        return SqliteStore(data_dir, ttl=ttl, max_bytes=max_bytes)
-    raise ValueError(f"--job-store: {url!r} is not \"sqlite\" or a redis://HOST:PORT/DB url")
 
 
 LIST_FIELDS: Sequence[str] = ("checkpoint", "result", "request")  # left out of list() records

@@ -63,17 +63,17 @@ class DreamRenderServiceStub:
         self.GetJob = channel.unary_unary(
                 '/dreamrender.v1.DreamRenderService/GetJob',
                 request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.GetJobRequest.SerializeToString,
-                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.Job.FromString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.GetJobResponse.FromString,
                 _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/dreamrender.v1.DreamRenderService/WatchJob',
                 request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.WatchJobRequest.SerializeToString,
-                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.JobEvent.FromString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
         self.CancelJob = channel.unary_unary(
                 '/dreamrender.v1.DreamRenderService/CancelJob',
                 request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.CancelJobRequest.SerializeToString,
-                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.Job.FromString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
         self.ListJobs = channel.unary_unary(
                 '/dreamrender.v1.DreamRenderService/ListJobs',
@@ -181,17 +181,17 @@ def add_DreamRenderServiceServicer_to_server(servicer, server):
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.GetJobRequest.FromString,
-                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.Job.SerializeToString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.GetJobResponse.SerializeToString,
             ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
                     request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.WatchJobRequest.FromString,
-                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.JobEvent.SerializeToString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.WatchJobResponse.SerializeToString,
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
                     request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.CancelJobRequest.FromString,
-                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.Job.SerializeToString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.CancelJobResponse.SerializeToString,
             ),
             'ListJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobs,
@@ -339,7 +339,7 @@ class DreamRenderService:
             target,
             '/dreamrender.v1.DreamRenderService/GetJob',
             dreamrender_dot_v1_dot_dreamrender__pb2.GetJobRequest.SerializeToString,
-            dreamrender_dot_v1_dot_dreamrender__pb2.Job.FromString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.GetJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -366,7 +366,7 @@ class DreamRenderService:
             target,
             '/dreamrender.v1.DreamRenderService/WatchJob',
             dreamrender_dot_v1_dot_dreamrender__pb2.WatchJobRequest.SerializeToString,
-            dreamrender_dot_v1_dot_dreamrender__pb2.JobEvent.FromString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.WatchJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -393,7 +393,7 @@ class DreamRenderService:
             target,
             '/dreamrender.v1.DreamRenderService/CancelJob',
             dreamrender_dot_v1_dot_dreamrender__pb2.CancelJobRequest.SerializeToString,
-            dreamrender_dot_v1_dot_dreamrender__pb2.Job.FromString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.CancelJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,8 +35,8 @@ def test_kustomize_overlays_validate(overlay):
                          capture_output=True, text=True, check=True).stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget",
-                     "Secret", "Secret", "Service", "Service"]
+    assert kinds == ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim",
+                     "PodDisruptionBudget", "Secret", "Secret", "Service", "Service"]
     for doc in docs:
         kubernetes_validate.validate(doc, "1.32.0", strict=True)  # raises on any schema error
     deploy = next(d for d in docs if d["kind"] == "Deployment")
@@ -48,6 +48,26 @@ def test_kustomize_overlays_validate(overlay):
     assert f"--device={'cuda' if overlay == 'gpu' else 'cpu'}" in container["args"]
     headless = next(d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None")
     assert headless["metadata"]["name"] == f"dreamd-headless-{overlay}"
+    jobs = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert jobs["data"]["job-store"] == "sqlite" and "--job-store=$(JOB_STORE)" in container["args"]
+
+
+def test_the_redis_overlay_points_every_replica_at_one_redis():
+    import kubernetes_validate
+    import yaml
+
+    out = subprocess.run([_tool("kubectl"), "kustomize", str(ROOT / "deploy/k8s/overlays/redis")],
+                         capture_output=True, text=True, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.32.0", strict=True)
+    jobs = next(d for d in docs if d["kind"] == "ConfigMap")
+    redis_service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "dreamrender-redis")
+    assert jobs["data"]["job-store"] == f"redis://{redis_service['metadata']['name']}:6379/0"
+    dreamd = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "dreamd-cpu")
+    env = {e["name"]: e for e in dreamd["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["JOB_STORE"]["valueFrom"]["configMapKeyRef"]["name"] == jobs["metadata"]["name"]
+    assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == "dreamrender-redis" for d in docs)
 
 
 def test_dockerfile_lints():

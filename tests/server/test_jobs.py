@@ -108,11 +108,24 @@ def test_a_restart_keeps_results_and_resumes_an_interrupted_job(tmp_path):
         except DreamError as err:
             outcome["error"] = err
 
-    follower = threading.Thread(target=follow)
+    def attached() -> None:  # a plain call, neither detached nor re-attaching: told which job stopped
+        try:
+            with DreamClient(d.target) as c:
+                for ev in c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=300, timeout=300):
+                    if isinstance(ev, pb.Accepted):
+                        outcome["attached_id"] = ev.job_id
+        except DreamError as err:
+            outcome["attached_error"] = err
+
+    follower, plain = threading.Thread(target=follow), threading.Thread(target=attached)
     follower.start()
+    plain.start()
     _wait_for(lambda: _step(d, long_id) > 50)
     assert d.stop(signal.SIGTERM) == 0
     assert "grace period over" in d.log()
+    plain.join(30)
+    err = outcome["attached_error"]
+    assert err.code == grpc.StatusCode.UNAVAILABLE and f"job {outcome['attached_id']} was stopped" in err.details
 
     d2 = Dreamd(tmp_path, "--grace", "0.5", data_dir=d.data_dir, listen=d.target)  # the same directory and address
     try:

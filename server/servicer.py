@@ -29,6 +29,7 @@ from .evaluator import Evaluator, style_terms
 from .jobs import QUEUED, JobRecord, JobStore
 from .jobs.journal import Journal
 from .jobs.service import JobBook, check_request_id
+from .memory import release_memory
 from .requests import RequestReader, result_format
 from .responses import to_responses
 from .scheduler import Job, Scheduler
@@ -305,7 +306,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 init = feed_forward_image(self.cache.feed_forward("arbitrary"), job.content, job.styles, s,
                                           first_scale_side(s, net, job.content.shape[-2:]))
             render_style(net, job.content, job.styles, settings=s, init_image=init, on_event=scored(sink),
-                         cancel=cancel, device=self.cache.device)
+                         cancel=cancel, device=self.cache.device, between_scales=release_memory)
 
         def feed_forward(sink: Callable[[Event], None], cancel: threading.Event) -> None:
             nets = self.cache.feed_forward("presets" if s.presets else "arbitrary")

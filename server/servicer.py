@@ -145,13 +145,16 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             if not await asyncio.to_thread(self.store.claim, rec.id, rec.server_id, self.server_id):
                 continue  # another replica took it first
             journal = Journal(self.store, rec.id, threading.Event())
-            if not rec.detached or not rec.request:
+            if not rec.detached:
                 # ABORTED, not UNAVAILABLE: retrying the same request_id cannot bring it back.
                 journal.ended("ABORTED", "the server stopped while the job ran, and its call was not detached; "
                                          "start it again (with a new request_id)")
                 continue
             try:
-                await self._resume(rec)
+                full = await asyncio.to_thread(self.store.get, rec.id)  # with its request and best image
+                if full is None or not full.request:
+                    continue  # expired meanwhile, or stored without its request
+                await self._resume(full)
                 resumed += 1
             except Exception as exc:
                 code, message, _ = status_for(exc)
@@ -232,8 +235,9 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                   work.rpc, pixels=work.pixels, caller=caller, job_id=record.id)
         journal = Journal(self.store, job.id, job.cancel, encode_png=_png if work.rpc == "RenderStyle" else None)
         if record.id:  # resumed: the record exists
-            await asyncio.to_thread(self.store.update, job.id, state=QUEUED, server_id=self.server_id,
-                                    resumed=record.resumed + 1, cancel_requested=False, error_code="", error_message="")
+            # (resume_jobs' claim made this server the job's server)
+            await asyncio.to_thread(self.store.update, job.id, state=QUEUED, resumed=record.resumed + 1,
+                                    cancel_requested=False, error_code="", error_message="")
         else:
             record.id = job.id
             await asyncio.to_thread(self.store.create, record, capped=record.detached)

@@ -12,14 +12,15 @@ import dataclasses
 import hashlib
 import time
 
-from .store import FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RUNNING, JobRecord, StoreFullError
+from .store import (BLOB_FIELDS, FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RECORD_OVERHEAD, RUNNING, JobRecord,
+                    StoreFullError)
 
 _P = "dreamrender:"
 _TYPES = {f.name: f.type for f in dataclasses.fields(JobRecord)}
-_BLOBS = {"request", "progress", "frame", "checkpoint", "result"}
+_LIGHT = [n for n in _TYPES if n not in LIST_FIELDS]  # a record without its large bytes
 
 
-def _encode(name: str, value: object) -> bytes | str | int | float:
+def _encode(value: object) -> bytes | str | int | float:
     if isinstance(value, bool):
         return int(value)
     return value  # type: ignore[return-value]
@@ -27,7 +28,7 @@ def _encode(name: str, value: object) -> bytes | str | int | float:
 
 def _decode(name: str, raw: bytes) -> object:
     kind = _TYPES[name]
-    if name in _BLOBS:
+    if name in BLOB_FIELDS:
         return raw
     text = raw.decode()
     if kind in ("bool", bool):
@@ -63,18 +64,26 @@ class RedisStore:
         self._r = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         self._r.ping()  # fail at startup, not at the first job, when the address is wrong
 
-    def _record(self, raw: dict[bytes, bytes], skip: tuple[str, ...] = ()) -> JobRecord | None:
+    def _record(self, raw: dict[bytes, bytes]) -> JobRecord | None:
         if not raw:
             return None
         values = {k.decode(): v for k, v in raw.items()}
-        return JobRecord(**{k: _decode(k, v) for k, v in values.items() if k in _TYPES and k not in skip})
+        return JobRecord(**{k: _decode(k, v) for k, v in values.items() if k in _TYPES})
+
+    def _light(self, ids: list[str]) -> list[JobRecord | None]:
+        """Records of `ids` without their large bytes, in one round trip (None: expired)."""
+        pipe = self._r.pipeline()
+        for i in ids:
+            pipe.hmget(_P + "job:" + i, _LIGHT)
+        return [None if row[0] is None else JobRecord(**{n: _decode(n, v) for n, v in zip(_LIGHT, row) if v is not None})
+                for row in pipe.execute()]
 
     def create(self, record: JobRecord, *, capped: bool) -> None:
         if capped and self.max_bytes:
             used = sum(int(v) for v in self._r.hvals(_P + "sizes"))
             if used + record.size > self.max_bytes:
                 raise StoreFullError(used, self.max_bytes)
-        fields = {f: _encode(f, getattr(record, f)) for f in _TYPES}
+        fields = {f: _encode(getattr(record, f)) for f in _TYPES}
         pipe = self._r.pipeline()
         pipe.hset(_P + "job:" + record.id, mapping=fields)  # type: ignore[arg-type]
         pipe.zadd(_P + "jobs", {record.id: record.created})
@@ -100,19 +109,19 @@ class RedisStore:
         key = _P + "job:" + job_id
         fields["updated"] = time.time()
         pipe = self._r.pipeline()
-        pipe.hset(key, mapping={k: _encode(k, v) for k, v in fields.items()})  # type: ignore[arg-type]
+        pipe.hset(key, mapping={k: _encode(v) for k, v in fields.items()})  # type: ignore[arg-type]
         pipe.hincrby(key, "version", 1)
         if fields.get("state") in FINAL_STATES:
             pipe.expire(key, int(self.ttl))
         pipe.execute()
-        blobs = self._r.hmget(key, sorted(_BLOBS))
-        self._r.hset(_P + "sizes", job_id, sum(len(b or b"") for b in blobs) + 256)
+        *blobs, error = self._r.hmget(key, [*BLOB_FIELDS, "error_message"])
+        size = sum(len(b or b"") for b in blobs) + len(error or b"") + RECORD_OVERHEAD  # as JobRecord.size
+        self._r.hset(_P + "sizes", job_id, size)
 
     def _ids(self, offset: int, limit: int) -> list[str]:
         return [i.decode() for i in self._r.zrevrange(_P + "jobs", offset, offset + limit - 1)]
 
     def list(self, owner: str | None, state: str | None, offset: int, limit: int) -> list[JobRecord]:
-        names = [n for n in _TYPES if n not in LIST_FIELDS]
         out: list[JobRecord] = []
         skipped, start = 0, 0
         while len(out) < limit:  # filtered client-side: a replica's store holds a modest number of jobs
@@ -120,13 +129,9 @@ class RedisStore:
             if not ids:
                 break
             start += len(ids)
-            pipe = self._r.pipeline()
-            for i in ids:
-                pipe.hmget(_P + "job:" + i, names)
-            for row in pipe.execute():
-                if row[0] is None:
+            for rec in self._light(ids):
+                if rec is None:
                     continue  # expired
-                rec = JobRecord(**{n: _decode(n, v) for n, v in zip(names, row) if v is not None})
                 if (owner is None or rec.owner == owner) and (state is None or rec.state == state):
                     if skipped < offset:
                         skipped += 1
@@ -135,12 +140,8 @@ class RedisStore:
         return out
 
     def unfinished(self) -> list[JobRecord]:
-        out = []
-        for i in reversed(self._ids(0, 10_000)):
-            rec = self.get(i)
-            if rec is not None and rec.state in (QUEUED, RUNNING, INTERRUPTED):
-                out.append(rec)
-        return out
+        return [rec for rec in self._light(list(reversed(self._ids(0, 10_000))))
+                if rec is not None and rec.state in (QUEUED, RUNNING, INTERRUPTED)]
 
     def claim(self, job_id: str, holder: str, server_id: str) -> bool:
         # Compare-and-set in one script: two replicas sweeping at once must not both take a job.
@@ -156,7 +157,11 @@ class RedisStore:
         return bool(self._r.exists(_P + "alive:" + server_id))
 
     def expire(self) -> int:
-        gone = [i for i in self._ids(0, 100_000) if not self._r.exists(_P + "job:" + i)]
+        ids = self._ids(0, 100_000)
+        pipe = self._r.pipeline()
+        for i in ids:
+            pipe.exists(_P + "job:" + i)
+        gone = [i for i, there in zip(ids, pipe.execute()) if not there]
         if gone:
             self._r.zrem(_P + "jobs", *gone)
             self._r.hdel(_P + "sizes", *gone)

@@ -13,12 +13,12 @@ import threading
 import time
 from pathlib import Path
 
-from .store import FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RUNNING, JobRecord, StoreFullError
+from .store import (BLOB_FIELDS, FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RECORD_OVERHEAD, RUNNING, JobRecord,
+                    StoreFullError)
 
 _FIELDS = [f.name for f in dataclasses.fields(JobRecord)]
-_BLOBS = {"request", "progress", "frame", "checkpoint", "result"}
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS jobs (" + ", ".join(
-    f"{name} {'BLOB' if name in _BLOBS else 'TEXT PRIMARY KEY' if name == 'id' else ''}".strip()
+    f"{name} {'BLOB' if name in BLOB_FIELDS else 'TEXT PRIMARY KEY' if name == 'id' else ''}".strip()
     for name in _FIELDS) + ", size INTEGER)")
 
 
@@ -76,7 +76,7 @@ class SqliteStore:
     def update(self, job_id: str, **fields: object) -> None:
         fields["updated"] = time.time()
         sets = ", ".join(f"{name} = ?" for name in fields)
-        sizes = " + ".join(f"LENGTH(COALESCE({b}, ''))" for b in sorted(_BLOBS)) + " + LENGTH(error_message) + 256"
+        sizes = " + ".join(f"LENGTH(COALESCE({b}, ''))" for b in BLOB_FIELDS) + f" + LENGTH(error_message) + {RECORD_OVERHEAD}"
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {sets}, version = version + 1 WHERE id = ?",
                              [*fields.values(), job_id])
@@ -98,10 +98,11 @@ class SqliteStore:
         return [self._row(r, names) for r in rows]  # type: ignore[misc]
 
     def unfinished(self) -> list[JobRecord]:
+        names = [n for n in _FIELDS if n not in LIST_FIELDS]
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(_FIELDS)} FROM jobs WHERE state IN (?, ?, ?) ORDER BY created",
+            rows = self._db.execute(f"SELECT {', '.join(names)} FROM jobs WHERE state IN (?, ?, ?) ORDER BY created",
                                     (QUEUED, RUNNING, INTERRUPTED)).fetchall()
-        return [self._row(r) for r in rows]  # type: ignore[misc]
+        return [self._row(r, names) for r in rows]  # type: ignore[misc]
 
     def claim(self, job_id: str, holder: str, server_id: str) -> bool:
         with self._lock:

@@ -13,7 +13,8 @@ import time
 from typing import Protocol, Sequence
 
 __all__ = ["JobRecord", "JobStore", "StoreFullError", "JobNotFoundError", "JobEndedError", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED",
-           "CANCELLED", "INTERRUPTED", "STATES", "FINAL_STATES", "LIST_FIELDS"]
+           "CANCELLED", "INTERRUPTED", "STATES", "FINAL_STATES", "LIST_FIELDS",
+           "BLOB_FIELDS", "RECORD_OVERHEAD"]
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
     "queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -52,8 +53,7 @@ class JobRecord:
     @property
     def size(self) -> int:
         """Bytes the record holds (what the store's size cap counts)."""
-        return (len(self.request) + len(self.progress) + len(self.frame) + len(self.checkpoint) + len(self.result)
-                + len(self.error_message) + 256)
+        return sum(len(getattr(self, name)) for name in BLOB_FIELDS) + len(self.error_message) + RECORD_OVERHEAD
 
 
 class StoreFullError(RuntimeError):
@@ -105,7 +105,8 @@ class JobStore(Protocol):
         """Records newest first (all owners when `owner` is None), without their large bytes."""
 
     def unfinished(self) -> list[JobRecord]:
-        """Records left queued, running or interrupted, by any server (oldest first)."""
+        """Records left queued, running or interrupted, by any server (oldest first), without
+        their large bytes (LIST_FIELDS): the upkeep sweep reads them every heartbeat."""
 
     def claim(self, job_id: str, holder: str, server_id: str) -> bool:
         """Make `server_id` the job's server if `holder` still is (atomic); True if it did."""
@@ -123,4 +124,7 @@ class JobStore(Protocol):
     def close(self) -> None: ...
 
 
-LIST_FIELDS: Sequence[str] = ("checkpoint", "result", "request")  # left out of list() records
+# The record's byte fields, and a fixed allowance for the rest of it: what the size cap counts.
+BLOB_FIELDS: Sequence[str] = ("request", "progress", "frame", "checkpoint", "result")
+RECORD_OVERHEAD = 256
+LIST_FIELDS: Sequence[str] = ("checkpoint", "result", "request")  # left out of list() and unfinished() records

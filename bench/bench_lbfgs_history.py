@@ -15,11 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dreamrender.server.engine.sizing import LBFGS_STORAGE, STORAGE_BYTES
+
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "server" / "assets" / "chelsea.png"
 STYLE = ROOT / "server" / "assets" / "starry_night.jpg"
-LBFGS_STORAGE = "float16"  # the engine's (sizing.LBFGS_STORAGE), read without importing torch here
-_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 
 def child(size: int, iters: int, pairs: int, storage: str, init: str) -> None:
@@ -73,7 +73,7 @@ def main() -> None:
     print(f"{a.size} px, {a.iters} L-BFGS iterations; best loss (ratio to {first[0]} {first[1]} pairs) by iteration:")
     print("pairs  storage   history MB  " + "  ".join(f"{m:>16d}" for m in marks))
     for (pairs, storage), losses in runs.items():
-        mb = pairs * 2 * 3 * h * w * _BYTES[storage] / 2**20
+        mb = pairs * 2 * 3 * h * w * STORAGE_BYTES[storage] / 2**20
         best = [min(losses[:m]) for m in marks]
         ratios = [b / min(ref[:m]) for b, m in zip(best, marks)]
         print(f"{pairs:5d}  {storage:8s}  {mb:10.0f}  " + "  ".join(f"{b:9.4g} ({r:.3f})" for b, r in zip(best, ratios)))

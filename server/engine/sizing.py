@@ -11,7 +11,7 @@ from typing import Sequence
 
 from dreamrender.settings import LARGE_SCALE_PIXELS, DreamSettings, StyleSettings
 
-__all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "LBFGS_STORAGE", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
+__all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "LBFGS_STORAGE", "STORAGE_BYTES", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
            "style_memory", "dream_memory", "MiB", "EVAL_MAX_PIXELS",
            "scale_cost", "TILED_COST"]
 
@@ -34,7 +34,7 @@ STYLE_HALO = 64  # VGG16's (engine/_tiles.py computes each network's own)
 # see LBFGS_STORAGE_NOTE in the README's memory section.
 LBFGS_HISTORY_BYTES = 100 * MiB
 LBFGS_STORAGE = "float16"
-_STORAGE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+STORAGE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}  # per element, by dtype name
 MIN_LBFGS_PAIRS = 5
 
 # Checkpoint scoring (the server's evaluator) works on at most this many pixels (a 512x512
@@ -73,7 +73,7 @@ def scale_cost(s: StyleSettings, hw: Sequence[int]) -> float:
 
 def lbfgs_pairs(s: StyleSettings, pixels: int) -> int:
     """L-BFGS pairs kept at a scale of `pixels`: as asked, within LBFGS_HISTORY_BYTES."""
-    fit = LBFGS_HISTORY_BYTES // (2 * 3 * _STORAGE_BYTES[LBFGS_STORAGE] * pixels)
+    fit = LBFGS_HISTORY_BYTES // (2 * 3 * STORAGE_BYTES[LBFGS_STORAGE] * pixels)
     return max(1, min(s.lbfgs_history, max(MIN_LBFGS_PAIRS, fit)))
 
 
@@ -86,7 +86,7 @@ def style_memory(sizes: Sequence[tuple[int, int]], s: StyleSettings, *, evaluato
         act_px = min(px, (tile + 2 * STYLE_HALO) ** 2) if tile else px
         lbfgs = s.optimizer == "lbfgs"
         vectors = _STYLE_VECTORS + (_LBFGS_VECTORS if lbfgs else 0)
-        history = 2 * 3 * _STORAGE_BYTES[LBFGS_STORAGE] * lbfgs_pairs(s, px) if lbfgs else 0
+        history = 2 * 3 * STORAGE_BYTES[LBFGS_STORAGE] * lbfgs_pairs(s, px) if lbfgs else 0
         scoring = min(px, EVAL_MAX_PIXELS) * _EVAL_BYTES_PER_PX if evaluator else 0
         peak = max(peak, act_px * _ACT_BYTES_PER_PX + px * (12 * vectors + history + _MAP_BYTES_PER_PX) + scoring)
     return peak + _STYLE_BASE

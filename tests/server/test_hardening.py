@@ -27,7 +27,7 @@ from dreamrender.server import requests as request_module
 from dreamrender.server.codec import decode_image
 from dreamrender.v1 import dreamrender_pb2 as pb
 
-from ..conftest import DATA, start_server
+from ..conftest import DATA, Dreamd, start_server
 
 FAST = dict(octaves=1, steps=2)
 BIN = Path(sys.executable).parent
@@ -306,12 +306,8 @@ def test_metrics_count_a_cancelled_render_as_cancelled(models_dir):
 
 
 def _start_dreamd(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    env = dict(os.environ, DREAMRENDER_MODELS=str(tmp_path / "m"))
-    proc = subprocess.Popen([str(BIN / "dreamd"), "--listen", "127.0.0.1:0", "--device", "cpu", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    line = proc.stdout.readline()
-    assert line.startswith("dreamd listening"), proc.stderr.read()
-    return proc, line.split()[-1]
+    d = Dreamd(tmp_path, *extra)
+    return d.proc, d.target
 
 
 class _BackgroundRender:
@@ -411,11 +407,11 @@ def _reaches(host: str, port: int) -> bool:
 def test_metrics_bind_loopback_unless_told(tmp_path, flags, open_to_all):
     # 127.0.0.2 is loopback too, but a socket bound to 127.0.0.1 alone does not answer on it.
     port = _free_port()
-    proc, _ = _start_dreamd(tmp_path, "--metrics-port", str(port), *flags)
+    d = Dreamd(tmp_path, "--metrics-port", str(port), *flags)
     try:
         assert _reaches("127.0.0.1", port)
         assert _reaches("127.0.0.2", port) is open_to_all
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        d.stop()
+    err = d.log()
     assert ("--metrics-addr is deprecated; use --metrics-address" in err) is ("--metrics-addr" in flags)

@@ -28,7 +28,7 @@ from .engine.runtime import ServerShuttingDown, resolve_device
 from .engine.sizing import MiB
 from .evaluator import Evaluator
 from .jobs import JobStore, open_store
-from .memory import keep_heap, machine_memory
+from .memory import freeze_startup_objects, keep_heap, machine_memory, thaw_startup_objects
 from .requests import Limits, RequestReader
 from .scheduler import Scheduler
 from .servicer import DreamRenderServicer, ModelCache
@@ -167,16 +167,17 @@ class Server:
         except Exception:
             log.warning("could not clear this server's heartbeat in the job store")
         self.store.close()
+        self.servicer.decoder.shutdown(wait=False, cancel_futures=True)
+        self.evaluator.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        thaw_startup_objects()
 
     async def _beat(self) -> None:
         every = self.config.job_heartbeat
         while True:
             await asyncio.to_thread(self.store.beat, self.config.server_id, 3 * every)
             await asyncio.sleep(every)
-        self.servicer.decoder.shutdown(wait=False, cancel_futures=True)
-        self.evaluator.close()
-        if self.metrics is not None:
-            self.metrics.close()
 
 
 def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
@@ -190,6 +191,18 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     return port
+
+
+def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
+    options = [("grpc.max_send_message_length", config.max_message_bytes),
+               ("grpc.max_receive_message_length", config.max_message_bytes)]
+    if config.keepalive > 0:
+        # A peer that vanished without closing (or a stopped process) answers no ping: grpc then
+        # ends its calls, and the render stops within about keepalive + timeout seconds.
+        options += [("grpc.keepalive_time_ms", int(config.keepalive * 1000)),
+                    ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout * 1000)),
+                    ("grpc.http2.max_pings_without_data", 0)]
+    return options
 
 
 def create_server(config: ServerConfig) -> Server:
@@ -209,19 +222,11 @@ def create_server(config: ServerConfig) -> Server:
                           max_jobs_per_caller=config.max_jobs_per_caller)
     if metrics is not None:
         metrics.track_scheduler(str(device), lambda: scheduler.queue_depth, lambda: scheduler.active)
-    options = [("grpc.max_send_message_length", config.max_message_bytes),
-               ("grpc.max_receive_message_length", config.max_message_bytes)]
-    if config.keepalive > 0:
-        # A peer that vanished without closing (or a stopped process) answers no ping: grpc then
-        # ends its calls, and the render stops within about keepalive + timeout seconds.
-        options += [("grpc.keepalive_time_ms", int(config.keepalive * 1000)),
-                    ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout * 1000)),
-                    ("grpc.http2.max_pings_without_data", 0)]
     quiet_lost_client_errors()
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(metrics)]
     if config.auth_token_file:
         interceptors.append(TokenAuthInterceptor(load_tokens(config.auth_token_file)))
-    server = grpc.aio.server(interceptors=interceptors, options=options)
+    server = grpc.aio.server(interceptors=interceptors, options=_grpc_options(config))
     evaluator = Evaluator(store, threads=config.evaluator_threads, enabled=config.evaluator)
     limits = Limits(config.max_input_pixels, config.max_side, config.max_work,
                     max_job_memory=(config.max_job_memory or int(0.8 * machine_memory() / MiB)) * MiB,
@@ -241,6 +246,7 @@ def create_server(config: ServerConfig) -> Server:
     port = _bind(server, config)
     metrics_port = metrics.serve(config.metrics_port, config.metrics_address) if metrics is not None else None
     log.info("dreamd on port %d, device %s, models in %s", port, device, store.root)
+    freeze_startup_objects()
     return Server(server, port, config, health_servicer, scheduler, servicer, evaluator, metrics, metrics_port, jobs)
 
 

@@ -6,7 +6,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from dreamrender.errors import InvalidArgumentError, describe, quoted
 
@@ -27,11 +27,29 @@ def probe_image(data: bytes, field: str, *, max_pixels: int, media_type: str = "
 
 def _oriented_size(img: Image.Image) -> tuple[int, int]:
     w, h = img.size
+    return (h, w) if _orientation(img) in (5, 6, 7, 8) else (w, h)  # EXIF orientations that swap the sides
+
+
+# EXIF orientation -> the transpose that undoes it (as ImageOps.exif_transpose).
+_UNDO_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                     4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                     6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation known from the header, without decoding a pixel.
+
+    A PNG's eXIf chunk may follow the pixel data, and PIL's getexif() then decodes the whole image
+    to reach it: an 8000x8000 probe held the GIL for about 80 ms (health checks waited behind it).
+    So a PNG's orientation counts only when its eXIf chunk comes before the pixels, as the PNG
+    spec recommends; probe and decode use this same rule, so their sizes always agree."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
     try:
-        rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+        value = img.getexif().get(0x0112, 1)
     except Exception:  # a broken EXIF block: exif_transpose ignores it too
-        rotated = False
-    return (h, w) if rotated else (w, h)
+        return 1
+    return value if value in _UNDO_ORIENTATION else 1
 
 
 def _open(data: bytes, field: str, *, max_pixels: int, media_type: str) -> Image.Image:
@@ -78,6 +96,7 @@ def decode_image(data: bytes, field: str, *, max_pixels: int, media_type: str = 
     img = _open(data, field, max_pixels=max_pixels, media_type=media_type)
     try:
         img.seek(0)
+        orientation = _orientation(img)
         if min_long_side and img.format == "JPEG":
             w, h = img.size
             k = max(w, h) / min_long_side
@@ -86,7 +105,8 @@ def decode_image(data: bytes, field: str, *, max_pixels: int, media_type: str = 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
-        img = ImageOps.exif_transpose(img)
+        if orientation != 1:
+            img = img.transpose(_UNDO_ORIENTATION[orientation])
     except Image.DecompressionBombError as exc:  # PIL's own header check fired before ours
         raise InvalidArgumentError(field, f"image is over the server's pixel limit ({exc})",
                                    f"at most {max_pixels} pixels") from None

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFile
 
 from dreamrender.client import DreamClient, DreamError
 from dreamrender.errors import InvalidArgumentError
 from dreamrender.server import requests as request_module
-from dreamrender.server.codec import decode_image
+from dreamrender.server.codec import decode_image, probe_image
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from ..conftest import DATA, Dreamd, start_server
@@ -67,6 +67,41 @@ def test_exif_orientation_is_honoured():
     exif[0x0112] = 6  # rotate 90 degrees on display
     data = encoded(photo(), "JPEG", exif=exif.tobytes())
     assert decode_image(data, "image", max_pixels=10**7).size == (64, 96)
+
+
+def _png_with_exif(orientation: int, *, after_pixels: bool) -> bytes:
+    """The photo as a PNG with an eXIf chunk before the pixel data, or just before IEND."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    body = exif.tobytes()[6:]  # PNG's eXIf holds the TIFF block without JPEG's "Exif\0\0"
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    data = encoded(photo(), "PNG")
+    at = data.index(b"IEND") - 4 if after_pixels else data.index(b"IDAT") - 4
+    return data[:at] + chunk + data[at:]
+
+
+@pytest.mark.parametrize("after_pixels, size", [(False, (64, 96)), (True, (96, 64))])
+def test_png_orientation_counts_only_before_the_pixels(after_pixels, size):
+    # Reaching an eXIf chunk after the pixels means decoding them all; the probe never does, and
+    # decode_image follows the same rule so that the probed and decoded sizes agree.
+    data = _png_with_exif(6, after_pixels=after_pixels)
+    assert probe_image(data, "image", max_pixels=10**7) == size
+    assert decode_image(data, "image", max_pixels=10**7).size == size
+
+
+class _Decoded(BaseException):
+    """Raised by a patched load(); a BaseException so that no `except Exception` can hide it."""
+
+
+def test_probing_decodes_no_pixels(monkeypatch):
+    def refuse(self):
+        raise _Decoded("probe_image decoded the pixels")
+
+    images = (encoded(photo(), "PNG"), _png_with_exif(6, after_pixels=True), encoded(photo(), "JPEG"),
+              encoded(photo(), "WEBP"))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    for data in images:
+        assert probe_image(data, "image", max_pixels=10**7) in ((96, 64), (64, 96))
 
 
 @pytest.mark.parametrize("make", [
@@ -282,6 +317,8 @@ def test_metrics_move_after_a_render(models_dir, chelsea_bytes):
     assert "dreamrender_render_seconds_count" in after and "dreamrender_queue_depth" in after
     assert "dreamrender_model_load_seconds" in after and "dreamrender_active_jobs" in after
     assert "dreamrender_requests_total{" not in before
+    with pytest.raises(OSError):  # a stopped server releases its metrics endpoint
+        urllib.request.urlopen(url, timeout=2)
 
 
 def test_metrics_count_a_cancelled_render_as_cancelled(models_dir):

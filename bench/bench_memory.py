@@ -30,7 +30,7 @@ CONTENT = ROOT / "server" / "assets" / "chelsea.png"
 STYLE = ROOT / "server" / "assets" / "starry_night.jpg"
 
 
-def _status(pid: int) -> dict[str, float]:
+def proc_mib(pid: int) -> dict[str, float]:
     out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -61,7 +61,7 @@ class Dreamd:
         self.target = line.split()[-1]
 
     def memory(self) -> dict[str, float]:
-        return _status(self.proc.pid)
+        return proc_mib(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()

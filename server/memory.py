@@ -14,7 +14,7 @@ import gc
 import logging
 from typing import Any
 
-__all__ = ["keep_heap", "release_memory", "freeze_startup_objects", "thaw_startup_objects", "machine_memory"]
+__all__ = ["keep_heap", "release_memory", "trim_heap", "freeze_startup_objects", "thaw_startup_objects", "machine_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,11 @@ def release_memory() -> None:
     """Between jobs: collect reference cycles (a job's tensors otherwise wait for the cyclic GC)
     and hand freed heap back to the OS (with `keep_heap` glibc would keep it), so RSS stays flat."""
     gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """Hand the heap's free pages back to the OS now (during a job, where `keep_heap` keeps them)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 

@@ -18,10 +18,17 @@ __all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "LBFGS_STORAG
 MiB = 1 << 20
 
 # Above this many pixels a scale's style loss is tiled: VGG16's activations with autograd take
-# about 2 KB per pixel, so 1 Mpx untiled needs ~2 GB for them alone. The same "large scale" that
-# refines in `large_iterations` (the settings' threshold, one figure for both).
-AUTO_TILE_PIXELS = LARGE_SCALE_PIXELS
-AUTO_TILE = 512
+# about 2.3 KB per pixel, so a 1024x683 scale untiled needs ~1.6 GB for them alone, far more than
+# a tile with its halos. At the 1 Mpx of LARGE_SCALE_PIXELS the 1024 px middle
+# scale of a 3-scale 2048 px render ran untiled and set the render's peak. Half a megapixel keeps
+# 512 px renders (and anything up to about 870x580) untiled, where tiling would only cost time.
+AUTO_TILE_PIXELS = LARGE_SCALE_PIXELS // 2
+# A tile's forward and backward is transient heap that sets a large scale's peak, so the side
+# is a memory choice. In-process at 2048 px (VGG16, 3 L-BFGS iterations, peak RSS): 512 px tiles
+# 2407 MiB in fp32 and 2604 MiB under bf16 autocast (which keeps bf16 copies beside fp32 ones),
+# 1.7-1.9 GB of it freed after each iteration; 384 px tiles 1887 MiB in fp32, for about 15% more
+# time per iteration (halos are a larger share of a smaller tile).
+AUTO_TILE = 384
 STYLE_HALO = 64  # VGG16's (engine/_tiles.py computes each network's own)
 
 # L-BFGS keeps two image-sized vectors per correction pair, stored in LBFGS_STORAGE (engine/

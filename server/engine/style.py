@@ -274,6 +274,7 @@ class _Tracker:
         self.best_loss = float("inf")
         self.values: dict[str, float] = {}
         self._last_frame_step = -1
+        self.after_step: Callable[[], None] | None = None  # set per scale by _run_scale
 
     def new_scale(self, index: int) -> None:
         self.scale_index, self.best, self.best_loss = index, None, float("inf")
@@ -295,6 +296,8 @@ class _Tracker:
         every = self.s.preview.every
         if every and self.step % every == 0:
             self.frame()
+        if self.after_step is not None:
+            self.after_step()
         check_cancel(self.cancel)
 
     def start_frame(self, x: torch.Tensor) -> None:
@@ -364,12 +367,16 @@ def _init_image(s: StyleSettings, content: torch.Tensor, init_image: torch.Tenso
 def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.Tensor], *,
                  settings: StyleSettings, init_image: torch.Tensor | None = None, on_event: EventSink | None = None,
                  cancel: CancelToken | None = None, device: torch.device | None = None,
-                 between_scales: Callable[[], None] | None = None) -> torch.Tensor:
+                 between_scales: Callable[[], None] | None = None,
+                 after_tiled_step: Callable[[], None] | None = None) -> torch.Tensor:
     """Paint `content` in the manner of `styles` (each (1, 3, H, W) RGB in [0, 1]).
 
     `between_scales` runs after each scale but the last, once that scale's tensors are freed (the
     server hands freed heap back there: a 2048 px scale needs other block sizes than the 1024 px
     one before it, and a kept heap grew by both, 3.1 GB at its peak against 2.6 GB).
+    `after_tiled_step` runs after each iteration of a tiled scale (the server trims its heap
+    there: tiles of unequal sizes fragment a kept heap, and a step of a large scale takes seconds,
+    so handing the holes back costs little next to it).
 
     The output's longer side is `settings.size`. Returns the best-loss image of the last scale
     (colour-preserved when asked) and emits it as the Result.
@@ -396,7 +403,7 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     x = None
     with torch.inference_mode(False):
         for index, side in enumerate(sides):
-            x = _run_scale(net, s, content, styles, init_image, x, side, index, tracker, device)
+            x = _run_scale(net, s, content, styles, init_image, x, side, index, tracker, device, after_tiled_step)
             if between_scales is not None and index + 1 < len(sides):
                 between_scales()
     assert tracker.best is not None
@@ -409,7 +416,7 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
 
 def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles: Sequence[torch.Tensor],
                init_image: torch.Tensor | None, prev: torch.Tensor | None, side: int, index: int,
-               tracker: _Tracker, device: torch.device) -> torch.Tensor:
+               tracker: _Tracker, device: torch.device, after_tiled_step: Callable[[], None] | None) -> torch.Tensor:
     targets = _targets(net, s, content, styles, side, device)
     c_shape = resize_long_side(content, side).shape[-2:]
     # Later scales start from the previous scale's best image, upsampled (coarse to fine).
@@ -421,6 +428,7 @@ def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles:
     if index == 0 and s.init == "feed_forward":
         tracker.start_frame(x)  # a painting before the first iteration
     tiled = tiling(net, s, x.shape[-2:])
+    tracker.after_step = after_tiled_step if tiled else None
     objective: _Objective | TiledObjective = (
         TiledObjective(net, s, targets.content, targets.grams, device, tracker.precision, geo=tiled[0], tile=tiled[1])
         if tiled else _Objective(net, s, targets, device, tracker.precision))

@@ -7,6 +7,7 @@ import torch
 from dreamrender.errors import InvalidArgumentError
 from dreamrender.models import get_model
 from dreamrender.server.engine._tiles import TiledObjective, geometry, tile_spans, tiles
+from dreamrender.server.engine.sizing import AUTO_TILE
 from dreamrender.server.engine.style import _Objective, _targets, render_style, tiling
 from dreamrender.settings import StyleImageSettings, StyleSettings
 
@@ -67,8 +68,9 @@ def test_geometry_and_spans():
 
 def test_auto_tiling_switches_on_above_a_size_and_tile_size_forces_it():
     net = get_model("tiny")
-    assert tiling(net, StyleSettings(model="tiny"), (683, 1024)) is None
-    assert tiling(net, StyleSettings(model="tiny"), (1365, 2048))[1] == 512  # AUTO_TILE above 1 Mpx
+    assert tiling(net, StyleSettings(model="tiny"), (512, 768)) is None
+    assert tiling(net, StyleSettings(model="tiny"), (683, 1024))[1] == AUTO_TILE == 384  # above 0.5 Mpx
+    assert tiling(net, StyleSettings(model="tiny"), (1365, 2048))[1] == 384
     assert tiling(net, StyleSettings(model="tiny", tile_size=64), (100, 150))[1] == 64
     assert tiling(net, StyleSettings(model="tiny", tile_size=256), (100, 150)) is None  # fits one tile
 

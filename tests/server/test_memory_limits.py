@@ -55,7 +55,7 @@ def test_a_job_within_the_limit_runs(small_server, chelsea_bytes):
 def test_the_estimate_grows_with_size_and_shrinks_with_tiles_and_adam():
     s = StyleSettings()
     small, large = style_memory([(341, 512)], s, evaluator=True), style_memory([(1365, 2048)], s, evaluator=True)
-    assert large > 2 * small
+    assert large > 1.5 * small  # tiles bound the activations; the image-sized tensors still grow
     untiled = style_memory([(1365, 2048)], StyleSettings(tile_size=4096), evaluator=True)
     assert untiled > large  # auto tiles at 2048
     adam = style_memory([(1365, 2048)], StyleSettings(optimizer="adam"), evaluator=True)

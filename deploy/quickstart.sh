@@ -21,10 +21,12 @@ step "virtual environment $VENV"
 PY="$VENV/bin/python"
 "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
 
-step "install torch ($TORCH_SPEC) and dreamrender[server,test,deploy]"
-# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
-"$PY" -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
-"$PY" -m pip install -q --disable-pip-version-check -e '.[server,test,deploy]'
+step "install torch ($TORCH_SPEC) and dreamrender[server,test,deploy] from the lock"
+# Every package at the version in deploy/constraints.txt (refresh: bash deploy/lock.sh). torch
+# first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+LOCK=(-c deploy/constraints.txt)
+"$PY" -m pip install -q --disable-pip-version-check "${LOCK[@]}" "$TORCH_SPEC"
+"$PY" -m pip install -q --disable-pip-version-check "${LOCK[@]}" -e '.[server,test,deploy]'
 
 step "model weights into $DREAMRENDER_MODELS"
 "$VENV/bin/dreamctl" models pull vgg16 mobilenet_v2 multistyle26 arbitrary_predict arbitrary_transform

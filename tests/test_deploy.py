@@ -44,6 +44,10 @@ def test_kustomize_overlays_validate(overlay):
     container = pod["containers"][0]
     assert pod["terminationGracePeriodSeconds"] > 60  # longer than dreamd's --grace
     assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
+    # kubelet's own gRPC probes (no process spawned) on dreamd's plaintext health-only listener
+    health_port = next(int(a.rsplit(":", 1)[1]) for a in container["args"] if a.startswith("--health-listen="))
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe] == {**container[probe], "grpc": {"port": health_port}}, container[probe]
     assert ("nvidia.com/gpu" in container["resources"]["limits"]) == (overlay == "gpu")
     assert f"--device={'cuda' if overlay == 'gpu' else 'cpu'}" in container["args"]
     headless = next(d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None")
@@ -119,6 +123,43 @@ def test_the_redis_overlay_points_every_replica_at_one_redis():
     env = {e["name"]: e for e in dreamd["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["JOB_STORE"]["valueFrom"]["configMapKeyRef"]["name"] == jobs["metadata"]["name"]
     assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == "dreamrender-redis" for d in docs)
+
+
+def test_installs_come_from_the_lock():
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.specifiers import SpecifierSet
+
+    lock = {}
+    for line in (ROOT / "deploy/constraints.txt").read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, pinned = line.split("==")
+            lock[name.strip().lower()] = pinned.strip()
+    assert lock["torch"] == "2.13.0" and "onnxruntime-gpu" in lock and "grpcio" in lock
+    # This environment was installed from it (README command 1): every locked package present is
+    # at its locked version (torch's local label, +cpu or +cu128, is the build, not the release).
+    for name, pinned in lock.items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue
+        assert installed in SpecifierSet(f"=={pinned}"), f"{name} {installed}, locked {pinned}"
+    dockerfile = (ROOT / "deploy/Dockerfile").read_text()
+    assert dockerfile.count("-c deploy/constraints.txt") >= 3  # torch, the project, onnxruntime-gpu
+    assert "-c deploy/constraints.txt" in (ROOT / "deploy/quickstart.sh").read_text()
+    assert "deploy/quickstart.sh" in (ROOT / ".ci/run").read_text()
+
+
+def test_gpu_image_has_one_cuda_story():
+    # Build and runtime on one base (the venv's Python is the runtime's); torch's CUDA wheels and
+    # onnxruntime-gpu (never the CPU onnxruntime) with its CUDA provider checked at build time.
+    text = (ROOT / "deploy/Dockerfile").read_text()
+    froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms[:3] == ["${BASE}"] * 3 and "nvidia/cuda" not in text
+    assert "whl/cu128" in text and "pip uninstall -y onnxruntime" in text and "onnxruntime-gpu" in text
+    assert "'CUDAExecutionProvider' in p" in text
+    readme = (ROOT / "deploy/README.md").read_text() + (ROOT / "README.md").read_text()
+    assert "driver >= 570" in readme
 
 
 def test_dockerfile_lints():

@@ -154,3 +154,21 @@ def test_reflection_under_tokens_is_unauthenticated_not_unknown(secure_server, p
     names = {s.name for s in answer[0].list_services_response.service}
     assert "dreamrender.v1.DreamRenderService" in names
     assert "TypeError" not in caplog.text
+
+
+def test_health_listener_answers_plaintext_probes_and_nothing_else(models_dir, pki):
+    # kubelet's gRPC probe speaks plaintext only: --health-listen serves the health service alone.
+    srv = start_server(models_dir, tls_cert=str(pki["server_cert"]), tls_key=str(pki["server_key"]),
+                       auth_token_file=str(pki["tokens"]), health_listen="127.0.0.1:0")
+    try:
+        probe = f"127.0.0.1:{srv.server.health_port}"
+        with DreamClient(probe) as c:
+            assert c.health(timeout=5) == "SERVING"
+            assert c.health("dreamrender.v1.DreamRenderService", timeout=5) == "SERVING"
+            with pytest.raises(DreamError) as err:
+                c.list_models(timeout=5)
+            assert err.value.code == grpc.StatusCode.UNIMPLEMENTED  # no renders, no catalog: health only
+        with DreamClient(srv.target, token="s3cret-token-0123456789") as c, pytest.raises(DreamError):
+            c.health(timeout=5)  # the main port still wants TLS
+    finally:
+        srv.stop()

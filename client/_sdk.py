@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Iterable, Iterator, Sequence, Union
 import grpc
 
 from dreamrender import wire
-from dreamrender.settings import MAX_MESSAGE_MB, DreamSettings, PreviewSettings, StyleSettings
+from dreamrender.settings import MAX_MESSAGE_MB, DreamSettings, DreamTerm, PreviewSettings, StyleSettings
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
@@ -42,23 +42,34 @@ def _preview(preview: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def dream_request(image: ImageInput | None = None, *, model: str = "", layer: str | None = None,
-                  channels: Iterable[int] = (), terms: Sequence[tuple[str, Sequence[int], float]] = (),
+                  channels: Iterable[int] = (), terms: Sequence[tuple[str, Sequence[int], float] | DreamTerm] = (),
                   noise: tuple[int, int] | None = None, preview: dict[str, Any] | None = None,
-                  result_format: str = "png", detach: bool = False, request_id: str = "",
-                  **settings: Any) -> pb.RenderDreamRequest:
-    """Build a RenderDreamRequest. `settings` are DreamSettings field names (octaves, steps, ...);
-    anything left out takes the server's default. `detach`: the job goes on when the caller
-    leaves; `request_id`: an idempotency key (a retry re-attaches to the same job)."""
+                  result_format: str | None = None, detach: bool = False, request_id: str = "",
+                  guide: ImageInput | None = None, **settings: Any) -> pb.RenderDreamRequest:
+    """Build a RenderDreamRequest. `settings` are DreamSettings field names (octaves, steps,
+    zoom_frames, ...); anything left out takes the server's default. `terms` are (layer, channels,
+    weight) or DreamTerm (which can ask for the `strongest` K channels). `guide`: an image whose
+    features the dream grows toward. `result_format`: png or jpeg for a still (default png), webp
+    or gif for a zoom animation (default webp). `detach`: the job goes on when the caller leaves;
+    `request_id`: an idempotency key (a retry re-attaches to the same job)."""
     req = pb.RenderDreamRequest(model=model, result_format=_result_format(result_format), detach=detach,
                                 request_id=request_id, **_preview(preview))
+    if guide is not None:
+        req.guide.CopyFrom(image_message(guide))
     if noise is not None:
         req.noise.width, req.noise.height = noise
     elif image is not None:
         req.image.CopyFrom(image_message(image))
     if layer:
         req.terms.add(layer=layer, channels=list(channels))
-    for lyr, chans, weight in terms:
-        req.terms.add(layer=lyr, channels=list(chans), weight=weight)
+    for term in terms:
+        if isinstance(term, DreamTerm):
+            item = req.terms.add(layer=term.layer, channels=list(term.channels), weight=term.weight)
+            if term.strongest:
+                item.strongest = term.strongest
+        else:
+            lyr, chans, weight = term
+            req.terms.add(layer=lyr, channels=list(chans), weight=weight)
     wire.fill_request(req, DreamSettings, settings)
     return req
 
@@ -117,11 +128,18 @@ def evaluate_request(content: ImageInput, styles: Sequence[ImageInput], candidat
     return req
 
 
-def _result_format(fmt: str) -> int:
+_RESULT_FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "webp": pb.IMAGE_FORMAT_WEBP,
+                   "gif": pb.IMAGE_FORMAT_GIF}
+
+
+def _result_format(fmt: str | None) -> int:
+    """The wire value (None: the server's default for the render: png, or webp for an animation)."""
+    if fmt is None:
+        return pb.IMAGE_FORMAT_UNSPECIFIED
     try:
-        return {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG}[fmt]
+        return _RESULT_FORMATS[fmt]
     except KeyError:
-        raise ValueError(f"result_format must be png or jpeg, not {fmt!r}") from None
+        raise ValueError(f"result_format must be one of {', '.join(_RESULT_FORMATS)}, not {fmt!r}") from None
 
 
 def _event(response: Any) -> Any:
@@ -164,14 +182,26 @@ def _read(value: str | Path | bytes | None) -> bytes | None:
 # Spread calls over every address a target resolves to, and retry UNAVAILABLE (a replica
 # draining or gone) on another one. Renders are safe to retry: UNAVAILABLE before any response
 # means no job was accepted, and gRPC never retries a stream once a response has arrived.
-SERVICE_CONFIG = json.dumps({
-    "loadBalancingConfig": [{"round_robin": {}}],
-    "methodConfig": [{
-        "name": [{"service": "dreamrender.v1.DreamRenderService"}, {"service": "grpc.health.v1.Health"}],
-        "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "2s",
-                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
-    }],
-})
+# With several replicas, RESOURCE_EXHAUSTED (a full queue, before any response) is retried too:
+# round_robin sends the next attempt to the next replica, so a full one is routed around. gRPC
+# allows at most 5 attempts, and the caller's deadline bounds them all.
+def service_config(*, several_replicas: bool) -> str:
+    """The channel's service config: round-robin and the retry policy (see above)."""
+    codes = ["UNAVAILABLE", "RESOURCE_EXHAUSTED"] if several_replicas else ["UNAVAILABLE"]
+    return json.dumps({
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{
+            "name": [{"service": "dreamrender.v1.DreamRenderService"}, {"service": "grpc.health.v1.Health"}],
+            "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "2s",
+                            "backoffMultiplier": 2, "retryableStatusCodes": codes},
+        }],
+    })
+
+
+def _several_replicas(target: str) -> bool:
+    """A target that can name more than one replica: a list of addresses, or a DNS name (a
+    headless Service resolves to every pod)."""
+    return target.startswith(("ipv4:", "ipv6:")) and "," in target or target.startswith("dns:")
 
 
 def channel_target(target: str | Sequence[str]) -> str:
@@ -210,7 +240,7 @@ class _Common:
         self.metadata = tuple(metadata) + ((("authorization", f"Bearer {token}"),) if token else ())
         self._options = [("grpc.max_receive_message_length", max_message_bytes),
                          ("grpc.max_send_message_length", max_message_bytes),
-                         ("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1), *options]
+                         ("grpc.service_config", service_config(several_replicas=_several_replicas(self.target))), ("grpc.enable_retries", 1), *options]
         if tls_server_name:
             self._options.append(("grpc.ssl_target_name_override", tls_server_name))
         if credentials is None and (tls or tls_ca or tls_cert):

@@ -17,6 +17,7 @@ from dreamrender.settings import (STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, Drea
                                   StyleSettings, choices_of, default_of, setting_fields)
 from dreamrender.v1 import dreamrender_pb2 as pb
 
+from ._dream_cli import DREAM_EXAMPLES, add_objective_flags, animation_format, dream_terms
 from ._sdk import DreamClient, DreamError
 from ._jobs_cli import add_detach_flags, add_jobs_parser, run_jobs
 from ._sheet import add_sheet_parser, render_sheet
@@ -106,12 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-token-file", help="file holding the bearer token (default: $DREAMRENDER_TOKEN)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("dream", help="render a DeepDream")
+    d = sub.add_parser("dream", help="render a DeepDream", epilog=DREAM_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("input", nargs="?", help="input image (omit with --noise WxH)")
     d.add_argument("-o", "--output", help="where to write the result (required unless --detach)")
     d.add_argument("--model", default="", help="catalog model (default: the server's)")
-    d.add_argument("--layer", help="layer to amplify (default: the model's dream layer)")
-    d.add_argument("--channel", type=int, action="append", default=[], help="channel of --layer (repeatable)")
+    add_objective_flags(d)
     d.add_argument("--noise", metavar="WxH", help="start from seeded noise of this size instead of an image")
     _add_settings(d, DreamSettings)
     _add_preview(d, DreamSettings().preview)
@@ -187,6 +188,11 @@ class _Reporter:
         elif isinstance(ev, pb.Queued):
             print(f"queued at position {ev.queue_position}", file=sys.stderr)
         elif isinstance(ev, pb.Progress):
+            if any(t.HasField("strongest") for t in ev.terms):  # the first progress event says what was chosen
+                print("objective: " + "; ".join(
+                    f"{t.layer} x{t.weight:g}" + (f" strongest {t.strongest}" if t.HasField("strongest") else "")
+                    + (f": channels {','.join(map(str, t.channels))}" if t.channels else "") for t in ev.terms),
+                    file=sys.stderr)
             self._progress(ev)
 
     def _progress(self, ev: pb.Progress) -> None:
@@ -255,9 +261,11 @@ def _dream(client: DreamClient, args: argparse.Namespace) -> int:
         noise = (w, h)
     elif not args.input:
         raise SystemExit("dreamctl: dream needs an input image or --noise WxH")
-    events = client.render_dream(args.input, model=args.model, layer=args.layer, channels=args.channel, noise=noise,
-                                 preview=_preview_opts(args), timeout=args.timeout, **_job_kwargs(args),
-                                 **_settings_kwargs(args, DreamSettings))
+    settings = _settings_kwargs(args, DreamSettings)
+    fmt = animation_format(args.output) if settings.get("zoom_frames") else None
+    events = client.render_dream(args.input, model=args.model, terms=dream_terms(args), noise=noise, guide=args.guide,
+                                 result_format=fmt, preview=_preview_opts(args), timeout=args.timeout,
+                                 **_job_kwargs(args), **settings)
     return _run_render(events, args)
 
 

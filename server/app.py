@@ -73,12 +73,22 @@ class ServerConfig:
     max_job_memory: int = _cfg(0, "MB one job may need at its peak, estimated from its settings before it starts; "
                                   "past it RESOURCE_EXHAUSTED naming both figures (0: 80%% of the machine's or "
                                   "container's memory)")
+    max_frames: int = _cfg(300, "frames one zoom animation may have (zoom_frames)")
     max_message_mb: int = _cfg(MAX_MESSAGE_MB, "largest gRPC message in MiB, each way")
     pull: tuple[str, ...] = _cfg((), "fetch this model's weights at start (repeatable)", metavar="MODEL")
     grace: float = _cfg(30.0, "seconds running jobs get to finish on SIGTERM")
     keepalive: float = _cfg(10.0, "seconds between HTTP/2 pings to each client; a client that misses one for "
                                   "--keepalive-timeout is gone, and its render stops (0: no pings)")
     keepalive_timeout: float = _cfg(10.0, "seconds a keepalive ping may go unanswered")
+    health_listen: str | None = _cfg(None, "also serve the health service alone, in plaintext, at HOST:PORT (for "
+                                           "kubelet's gRPC probe when the main port has TLS; it tells SERVING or "
+                                           "NOT_SERVING and nothing else)", type=str, metavar="HOST:PORT")
+    max_connection_age: float = _cfg(300.0, "seconds after which a client connection is asked to go away (GOAWAY), "
+                                            "so that long-lived clients re-resolve and find replicas added since "
+                                            "(0: never)", type=float)
+    max_connection_age_grace: float = _cfg(3600.0, "seconds the calls on such a connection may still run; a render "
+                                                   "longer than this is cut off (a detached job runs on; watch it "
+                                                   "again)", type=float)
     server_id: str = _cfg(None, "name of this replica in Accepted events and the job store (default: HOST:PID)",
                           type=str, factory=_server_id)
     default_dream_model: str = _cfg(default_of(DreamSettings, "model"), "model of dreams that name none")
@@ -125,12 +135,16 @@ class Server:
     metrics: Metrics | None
     metrics_port: int | None
     store: JobStore
+    health_server: grpc.aio.Server | None = None  # --health-listen's plaintext listener
+    health_port: int | None = None
     upkeep: "asyncio.Task | None" = None
 
     async def start(self) -> None:
         """Start serving, report SERVING to the health service, and start the job store's upkeep
         (which first takes over the jobs an earlier run left unfinished)."""
         await self.grpc_server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.upkeep = asyncio.ensure_future(self.servicer.keep_jobs(self.config.job_heartbeat))
@@ -161,6 +175,8 @@ class Server:
         if self.upkeep is not None:
             self.upkeep.cancel()
         await self.grpc_server.stop(0)
+        if self.health_server is not None:  # last: probes see NOT_SERVING while the jobs drain
+            await self.health_server.stop(0)
         await self.scheduler.close()
         try:  # gone: a restart (or another replica) may take over our unfinished jobs at once
             self.store.beat(self.config.server_id, 0)
@@ -193,6 +209,21 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     return port
 
 
+def _health_listener(servicer: Any, config: ServerConfig) -> tuple[grpc.aio.Server | None, int | None]:
+    """The plaintext health-only server of --health-listen (same health states as the main port).
+
+    kubelet's gRPC probe cannot speak TLS; without this, a TLS pod's probes had to run `dreamctl
+    health` in the container, a Python process every few seconds (bench/bench_probe.py)."""
+    if not config.health_listen:
+        return None, None
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 1 << 16)])
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port(config.health_listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.health_listen}")
+    return server, port
+
+
 def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
     options = [("grpc.max_send_message_length", config.max_message_bytes),
                ("grpc.max_receive_message_length", config.max_message_bytes)]
@@ -202,6 +233,11 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         options += [("grpc.keepalive_time_ms", int(config.keepalive * 1000)),
                     ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout * 1000)),
                     ("grpc.http2.max_pings_without_data", 0)]
+    if config.max_connection_age > 0:
+        # round_robin channels re-resolve their target only when a connection ends: without an age
+        # a client connected before the autoscaler added pods would never send them a call.
+        options += [("grpc.max_connection_age_ms", int(config.max_connection_age * 1000)),
+                    ("grpc.max_connection_age_grace_ms", int(config.max_connection_age_grace * 1000))]
     return options
 
 
@@ -230,7 +266,7 @@ def create_server(config: ServerConfig) -> Server:
     evaluator = Evaluator(store, threads=config.evaluator_threads, enabled=config.evaluator)
     limits = Limits(config.max_input_pixels, config.max_side, config.max_work,
                     max_job_memory=(config.max_job_memory or int(0.8 * machine_memory() / MiB)) * MiB,
-                    evaluator=config.evaluator)
+                    evaluator=config.evaluator, max_frames=config.max_frames)
     requests = RequestReader(limits=limits, store=store,
                              default_dream_model=config.default_dream_model,
                              default_style_model=config.default_style_model)
@@ -247,7 +283,11 @@ def create_server(config: ServerConfig) -> Server:
     metrics_port = metrics.serve(config.metrics_port, config.metrics_address) if metrics is not None else None
     log.info("dreamd on port %d, device %s, models in %s", port, device, store.root)
     freeze_startup_objects()
-    return Server(server, port, config, health_servicer, scheduler, servicer, evaluator, metrics, metrics_port, jobs)
+    health_server, health_port = _health_listener(health_servicer, config)
+    if health_port is not None:
+        log.info("health service alone, in plaintext, on port %d", health_port)
+    return Server(server, port, config, health_servicer, scheduler, servicer, evaluator, metrics, metrics_port, jobs,
+                  health_server, health_port)
 
 
 async def serve(config: ServerConfig) -> None:

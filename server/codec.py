@@ -142,3 +142,66 @@ def encode_image(arr: np.ndarray, fmt: str, *, quality: int = 90) -> tuple[bytes
     else:
         img.save(buf, format="PNG", compress_level=3)
     return buf.getvalue(), MEDIA_TYPES[fmt]
+
+
+ANIMATION_TYPES = {"webp": "image/webp", "gif": "image/gif"}
+
+
+class _EncodedFrames(Image.Image):
+    """The frames of an animation, kept encoded, as one multi-frame image for Pillow's save:
+    seeking to a frame decodes that frame alone, so writing N frames holds one decoded frame
+    at a time (Pillow's animated writers walk n_frames with seek, as with any animated file)."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        super().__init__()
+        self._frames = frames
+        self._index = -1
+        self.seek(0)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self._frames)
+
+    @property
+    def is_animated(self) -> bool:
+        return len(self._frames) > 1
+
+    def seek(self, frame: int) -> None:
+        if not 0 <= frame < len(self._frames):
+            raise EOFError("no more frames")  # how Pillow's frame iterators learn the end
+        if frame != self._index:
+            with Image.open(io.BytesIO(self._frames[frame])) as f:
+                f.load()
+                self.im, self._mode, self._size = f.im, f.mode, f.size
+            self._index = frame
+
+    def tell(self) -> int:
+        return self._index
+
+
+class AnimationWriter:
+    """A zoom animation, one frame at a time: each frame is kept PNG-compressed (a fraction of its
+    pixels' bytes) and `finish` writes the animated WebP or GIF decoding one frame at a time."""
+
+    def __init__(self, fmt: str, frame_ms: int) -> None:
+        if fmt not in ANIMATION_TYPES:
+            raise ValueError(f"animations are {' or '.join(ANIMATION_TYPES)}, not {fmt!r}")
+        self.fmt, self.frame_ms = fmt, frame_ms
+        self._frames: list[bytes] = []
+
+    def add(self, frame: np.ndarray) -> None:
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="PNG", compress_level=1)
+        self._frames.append(buf.getvalue())
+
+    def finish(self) -> tuple[bytes, str]:
+        """The animation's bytes and media type (the writer is spent)."""
+        frames, self._frames = self._frames, []
+        if not frames:
+            raise ValueError("an animation needs at least one frame")
+        seq, buf = _EncodedFrames(frames), io.BytesIO()
+        if self.fmt == "webp":
+            seq.save(buf, format="WEBP", save_all=True, duration=self.frame_ms, loop=0, quality=90, method=4)
+        else:
+            seq.save(buf, format="GIF", save_all=True, duration=self.frame_ms, loop=0, optimize=False)
+        return buf.getvalue(), ANIMATION_TYPES[self.fmt]

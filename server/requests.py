@@ -22,7 +22,7 @@ from dreamrender.settings import (DreamSettings, DreamTerm, PresetWeight, Previe
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from .codec import decode_image, probe_image
-from .engine.dream import check_terms, dream_noise, dream_work
+from .engine.dream import GUIDE_SIDE, check_lap_levels, check_terms, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
 from .engine.sizing import MiB, dream_memory, style_memory
 from .engine.style import check_content_side, check_layers, render_sizes, style_work
@@ -58,17 +58,20 @@ class Limits:
     max_work: float = 20_000.0  # Mpx-steps: a render's pixels times its steps, summed over octaves/scales
     max_job_memory: int = 0  # bytes one job may add at its peak (engine.sizing estimates it); 0: no limit
     evaluator: bool = True  # checkpoint scoring runs beside the render (its memory counts)
+    max_frames: int = 300  # frames of one zoom animation
 
 
 @dataclass(frozen=True)
 class DreamJob:
     settings: DreamSettings
     start: torch.Tensor  # (1, 3, H, W) RGB in [0, 1], already at the render's size
+    guide: torch.Tensor | None = None  # a guided dream's guide image, at most GUIDE_SIDE px
 
     @property
     def pixels(self) -> int:
         """Decoded pixels the job holds while it waits (the queue's memory budget counts them)."""
-        return self.start.shape[-1] * self.start.shape[-2]
+        guide = self.guide.shape[-1] * self.guide.shape[-2] if self.guide is not None else 0
+        return self.start.shape[-1] * self.start.shape[-2] + guide
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,22 @@ def _preview(req: Any, default: PreviewSettings) -> PreviewSettings:
     return dataclasses.replace(default, **values)
 
 
-def result_format(req: Any) -> str:
-    """The result encoding a request asks for ("png" unless it says JPEG); unknown values refused."""
-    if req.result_format not in pb.ImageFormat.values():
-        raise InvalidArgumentError("result_format", f"unknown enum value {req.result_format}", ["png", "jpeg"])
-    return "jpeg" if req.result_format == pb.IMAGE_FORMAT_JPEG else "png"
+_FORMATS = {pb.IMAGE_FORMAT_PNG: "png", pb.IMAGE_FORMAT_JPEG: "jpeg", pb.IMAGE_FORMAT_WEBP: "webp",
+            pb.IMAGE_FORMAT_GIF: "gif"}
+_STILL, _ANIMATED = ("png", "jpeg"), ("webp", "gif")
+
+
+def result_format(req: Any, *, animation: bool = False) -> str:
+    """The result encoding a request asks for: for a still, "png" unless it says JPEG; for an
+    animation (a zoom dream), "webp" unless it says GIF. Unknown or unfitting values refused."""
+    allowed = _ANIMATED if animation else _STILL
+    fmt = _FORMATS.get(req.result_format)
+    if req.result_format and fmt is None:
+        raise InvalidArgumentError("result_format", f"unknown enum value {req.result_format}", list(allowed))
+    if fmt is not None and fmt not in allowed:
+        why = "cannot hold an animation" if animation else "is for zoom animations (zoom_frames)"
+        raise InvalidArgumentError("result_format", f"{fmt} {why}", list(allowed))
+    return fmt or allowed[0]
 
 
 def dream_settings(req: pb.RenderDreamRequest, *, default_model: str) -> DreamSettings:
@@ -115,7 +129,7 @@ def dream_settings(req: pb.RenderDreamRequest, *, default_model: str) -> DreamSe
         if not t.layer:
             raise InvalidArgumentError(f"terms[{i}].layer", "layer is empty", "a layer name from ListModels")
         weight = t.weight if t.HasField("weight") else 1.0
-        terms.append(DreamTerm(t.layer, tuple(t.channels), weight))
+        terms.append(DreamTerm(t.layer, tuple(t.channels), weight, t.strongest))
     s = DreamSettings(model=req.model or default_model, terms=tuple(terms),
                       preview=_preview(req, default_of(DreamSettings, "preview")), **values)
     validate(s)
@@ -236,14 +250,25 @@ class RequestReader:
 
     def dream(self, req: pb.RenderDreamRequest) -> DreamJob:
         check_strings(req)
-        result_format(req)
         s = dream_settings(req, default_model=self.default_dream_model)
+        result_format(req, animation=s.zoom_frames > 0)
+        if s.zoom_frames > self.limits.max_frames:
+            raise InvalidArgumentError("zoom_frames", f"{s.zoom_frames} frames are over the server's limit",
+                                       f"at most {self.limits.max_frames} (dreamd --max-frames)")
         spec = self.available_spec(s.model)
         if not s.terms:
             channels = tuple(spec.extra.get("default_dream_channels", ()))
             s = dataclasses.replace(s, terms=(DreamTerm(spec.default_dream_layer, channels),))
         check_terms(spec.name, {layer.name: layer for layer in spec.layers}, s.terms)
-        return DreamJob(s, self._dream_start(req, s, spec.min_side))
+        start = self._dream_start(req, s, spec.min_side)
+        guide = None
+        if req.HasField("guide"):
+            w, h = self.probe(req.guide, "guide")
+            if min(fit_long_side(h, w, min(max(h, w), GUIDE_SIDE))) < spec.min_side:
+                raise InvalidArgumentError("guide", f"a {w}x{h} guide is too small or too elongated",
+                                           f"at least {spec.min_side} px on its shorter side at {GUIDE_SIDE} px")
+            guide = self.image(req.guide, "guide", GUIDE_SIDE, size=(w, h))
+        return DreamJob(s, start, guide)
 
     def _dream_start(self, req: pb.RenderDreamRequest, s: DreamSettings, min_side: int) -> torch.Tensor:
         which = req.WhichOneof("start")
@@ -263,7 +288,9 @@ class RequestReader:
         if min(h, w) < min_side:
             raise InvalidArgumentError("size" if s.size else which, f"shorter side {min(h, w)} px is too small",
                                        f"at least {min_side} px")
-        self.check_work(dream_work(h, w, s, min_side), "steps", f"{w}x{h}, {s.octaves} octaves x {s.steps} steps")
+        check_lap_levels(s, h, w, min_side)
+        frames = f", {s.zoom_frames} frames" if s.zoom_frames else ""
+        self.check_work(dream_work(h, w, s, min_side), "steps", f"{w}x{h}, {s.octaves} octaves x {s.steps} steps{frames}")
         self.check_memory(dream_memory(h, w, s, evaluator=self.limits.evaluator), "size", f"a {w}x{h} dream in {s.tile_size} px tiles")
         if which == "noise":
             start = dream_noise(w, h, req.seed)

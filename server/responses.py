@@ -24,7 +24,7 @@ def to_responses(event: Event, response_type: type, *, frame_format: str = "jpeg
                  chunk_bytes: int = RESULT_CHUNK_BYTES) -> list[Any]:
     """The response messages of an event: one, or for a large result its chunks and then the result."""
     if isinstance(event, Result):
-        data, media = encode_image(event.image, result_format)
+        data, media = event.encoded or encode_image(event.image, result_format)
         return result_responses(pb.Result(image=pb.Image(data=data, media_type=media), stats=_stats(event.stats)),
                                 response_type, chunk_bytes=chunk_bytes)
     return [to_response(event, response_type, frame_format=frame_format)]
@@ -60,7 +60,9 @@ def to_response(event: Event, response_type: type, *, frame_format: str = "jpeg"
         return response_type(progress=pb.Progress(
             stage=event.stage, stage_index=event.stage_index, stage_count=event.stage_count, step=event.step,
             total_steps=event.total_steps, values=dict(event.values), elapsed_seconds=event.elapsed_seconds,
-            eta_seconds=event.eta_seconds, precision=event.precision))
+            eta_seconds=event.eta_seconds, precision=event.precision,
+            terms=[pb.DreamTerm(layer=t.layer, channels=list(t.channels), weight=t.weight,
+                                **({"strongest": t.strongest} if t.strongest else {})) for t in event.terms]))
     if isinstance(event, Frame):
         data, media = encode_image(event.image, frame_format)
         return response_type(frame=pb.Frame(image=pb.Image(data=data, media_type=media), step=event.step,
@@ -69,5 +71,5 @@ def to_response(event: Event, response_type: type, *, frame_format: str = "jpeg"
         return response_type(scores=pb.CheckpointScores(step=event.step, stage_index=event.stage_index,
                                                         values=dict(event.values), evaluator=event.evaluator))
     if isinstance(event, Result):
-        return _result(response_type, *encode_image(event.image, result_format), event.stats)
+        return _result(response_type, *(event.encoded or encode_image(event.image, result_format)), event.stats)
     raise TypeError(f"not an event: {event!r}")

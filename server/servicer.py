@@ -21,15 +21,15 @@ from ._security import caller_of
 from .engine import native_bf16, render_dream, render_style
 from .engine.feedforward import FeedForwardNets, feed_forward_image, free_size_model, onnx_session, render_feed_forward
 from .engine.style import first_scale_side
-from .codec import encode_image
-from .engine.events import Accepted, Checkpoint, Event, Progress
+from .codec import AnimationWriter, encode_image
+from .engine.events import Accepted, AnimationFrame, Checkpoint, Event, Progress, Result
 from .engine.imaging import to_uint8
 from .engine.runtime import RenderCancelled, ServerShuttingDown
 from .evaluator import Evaluator, style_terms
 from .jobs import QUEUED, JobRecord, JobStore
 from .jobs.journal import Journal
 from .jobs.service import JobBook, check_request_id
-from .memory import release_memory
+from .memory import release_memory, trim_heap
 from .requests import RequestReader, result_format
 from .responses import to_responses
 from .scheduler import Job, Scheduler
@@ -92,6 +92,20 @@ class Work:
 
     def convert(self, e: Event) -> list[Any]:
         return to_responses(e, self.response_type, frame_format=self.frame_format, result_format=self.result_format)
+
+
+def _animated(sink: Callable[[Event], None], writer: AnimationWriter) -> Callable[[Event], None]:
+    """A zoom dream's events: each AnimationFrame goes into `writer` (not to the caller, who gets
+    its preview Frame), and the Result carries the finished animation."""
+    def events(e: Event) -> None:
+        if isinstance(e, AnimationFrame):
+            writer.add(e.image)
+        elif isinstance(e, Result):
+            sink(dataclasses.replace(e, encoded=writer.finish()))
+        else:
+            sink(e)
+
+    return events
 
 
 def _png(image: Any) -> bytes:
@@ -290,12 +304,16 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         return event
 
     def _dream_work(self, request: Any, job: Any) -> Work:
-        def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
-            render_dream(self.cache.get(job.settings.model), job.start, settings=job.settings,
-                         on_event=self.evaluator.dream_sink(sink, job.settings), cancel=cancel, device=self.cache.device)
+        s = job.settings
+        fmt = result_format(request, animation=s.zoom_frames > 0)
 
-        return Work("RenderDream", pb.RenderDreamResponse, body, job.settings.preview.format, result_format(request),
-                    job.pixels)
+        def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
+            events = self.evaluator.dream_sink(sink, s)
+            render_dream(self.cache.get(s.model), job.start, settings=s, guide=job.guide, cancel=cancel,
+                         on_event=_animated(events, AnimationWriter(fmt, s.frame_ms)) if s.zoom_frames else events,
+                         device=self.cache.device)
+
+        return Work("RenderDream", pb.RenderDreamResponse, body, s.preview.format, fmt, job.pixels)
 
     def _style_work(self, request: Any, job: Any) -> Work:
         s = job.settings
@@ -310,7 +328,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 init = feed_forward_image(self.cache.feed_forward("arbitrary"), job.content, job.styles, s,
                                           first_scale_side(s, net, job.content.shape[-2:]))
             render_style(net, job.content, job.styles, settings=s, init_image=init, on_event=scored(sink),
-                         cancel=cancel, device=self.cache.device, between_scales=release_memory)
+                         cancel=cancel, device=self.cache.device, between_scales=release_memory,
+                         after_tiled_step=trim_heap)
 
         def feed_forward(sink: Callable[[Event], None], cancel: threading.Event) -> None:
             nets = self.cache.feed_forward("presets" if s.presets else "arbitrary")

@@ -59,6 +59,7 @@ class DreamTerm:
     layer: str
     channels: tuple[int, ...] = ()
     weight: float = 1.0
+    strongest: int = 0  # use the layer's K most active channels on the input (0: `channels`, or all)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,10 @@ class DreamSettings:
     model: str = _opt(DEFAULT_MODEL, "catalog model (see `dreamctl models`)", cli=False)
     terms: tuple[DreamTerm, ...] = field(default=(), metadata={"help": "objective terms (empty: the model's default layer)"})
     objective: str = _opt("mean_squared", "score of a layer's activations", choices=("mean", "mean_squared"))
-    gradient_norm: str = _opt("std", "what the gradient is divided by each step", choices=("std", "mean_abs"))
+    gradient_norm: str = _opt("std", "what the gradient is divided by each step: its std, mean absolute value, or "
+                                     "per band of a Laplacian pyramid (smoother, larger structures)",
+                              choices=("std", "mean_abs", "laplacian"))
+    lap_levels: int = _opt(4, "frequency bands of --gradient-norm laplacian", lo=1, hi=8)
     octaves: int = _opt(4, "number of octaves (image scales)", lo=1, hi=12)
     octave_scale: float = _opt(1.4, "size ratio between neighbouring octaves", lo=1.0, hi=4.0, lo_open=True)
     steps: int = _opt(10, "gradient steps per octave", lo=1, hi=1000)
@@ -78,6 +82,13 @@ class DreamSettings:
     seed: int = _opt(0, "seed of noise, jitter and tile rolls", lo=0, hi=2**63 - 1)
     size: int = _opt(0, "resize the input so its longer side is this (0: keep)", lo=0, hi=16384)
     precision: str = _opt("auto", _PRECISION_HELP, choices=PRECISION_CHOICES)
+    zoom_frames: int = _opt(0, "frames of a zoom animation (0: a still dream); each frame is the previous one "
+                               "zoomed and dreamed --steps steps at one octave", lo=0, hi=100_000)
+    zoom: float = _opt(1.05, "zoom factor per animation frame (below 1 zooms out)", lo=0.5, hi=2.0)
+    rotate: float = _opt(0.0, "degrees turned per animation frame", lo=-45.0, hi=45.0)
+    shift_x: int = _opt(0, "pixels the picture moves right per animation frame", lo=-256, hi=256)
+    shift_y: int = _opt(0, "pixels the picture moves down per animation frame", lo=-256, hi=256)
+    frame_ms: int = _opt(80, "milliseconds each animation frame shows", lo=10, hi=10_000)
     preview: PreviewSettings = field(default=PreviewSettings(), metadata={"help": "preview frames"})
 
 
@@ -240,4 +251,6 @@ def _validate_item(item: Any, prefix: str) -> None:
             raise InvalidArgumentError(f"{prefix}scale", f"{value} is out of range", "> 0 and <= 8")
         if f.name == "channels" and any(c < 0 for c in value):
             raise InvalidArgumentError(f"{prefix}channels", "negative channel", ">= 0")
+        if f.name == "strongest" and value and getattr(item, "channels", ()):
+            raise InvalidArgumentError(f"{prefix}strongest", "given with channels", "channels or strongest, not both")
 

@@ -15,11 +15,13 @@ from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.models import FeatureNet, LayerSpec
 from dreamrender.settings import DreamSettings, DreamTerm
 
+from ._dream_objective import guide_features, guided_score, lap_normalize, max_lap_levels, strongest_channels, zoom_warp
 from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
-from .imaging import preview_array, resize_to, to_uint8
-from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
+from .imaging import fit_long_side, preview_array, resize_to, to_uint8
+from .events import AnimationFrame, Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
-__all__ = ["render_dream", "check_terms", "octave_sizes", "tile_spans", "dream_noise", "dream_work", "MAX_TERMS"]
+__all__ = ["render_dream", "check_terms", "check_lap_levels", "octave_sizes", "tile_spans", "dream_noise", "dream_work",
+           "MAX_TERMS", "GUIDE_SIDE"]
 
 MAX_TERMS = 32  # objective terms per request: each costs a pass over its layer every tile
 
@@ -43,8 +45,25 @@ def octave_sizes(h: int, w: int, octaves: int, scale: float, min_side: int) -> l
 
 def dream_work(h: int, w: int, s: DreamSettings, min_side: int) -> float:
     """Pixel-steps a dream of an (h, w) start costs: each octave's pixels times the steps (what
-    one step's forward and backward scale with; the operator's --max-work caps it)."""
-    return float(sum(oh * ow for oh, ow in octave_sizes(h, w, s.octaves, s.octave_scale, min_side)) * s.steps)
+    one step's forward and backward scale with; the operator's --max-work caps it), and a zoom
+    animation's further frames, `steps` each at full size."""
+    first = sum(oh * ow for oh, ow in octave_sizes(h, w, s.octaves, s.octave_scale, min_side)) * s.steps
+    return float(first + max(0, s.zoom_frames - 1) * h * w * s.steps)
+
+
+# A guide image is used at most this large (its longer side): its features are sampled anyway.
+GUIDE_SIDE = 512
+
+
+def check_lap_levels(s: DreamSettings, h: int, w: int, min_side: int) -> None:
+    """InvalidArgumentError naming lap_levels when the smallest octave cannot be split that often."""
+    if s.gradient_norm != "laplacian":
+        return
+    side = min(octave_sizes(h, w, s.octaves, s.octave_scale, min_side)[0])
+    if s.lap_levels > max_lap_levels(side):
+        raise InvalidArgumentError("lap_levels", f"{s.lap_levels} levels do not fit the smallest octave "
+                                   f"({side} px on its shorter side)", f"1 to {max_lap_levels(side)}, or fewer "
+                                   "octaves")
 
 
 def tile_spans(n: int, tile: int) -> list[tuple[int, int]]:
@@ -69,8 +88,11 @@ class _Dreamer:
     """One render's state: the net, settings, random generator and progress clock."""
 
     def __init__(self, net: FeatureNet, s: DreamSettings, on_event: EventSink, cancel: CancelToken | None,
-                 device: torch.device) -> None:
+                 device: torch.device, guide: torch.Tensor | None = None) -> None:
         self.net, self.s, self.on_event, self.cancel, self.device = net, s, on_event, cancel, device
+        self.terms = s.terms  # strongest-K terms get their channels at the first octave
+        self.guide = guide
+        self.guides: dict[str, torch.Tensor] | None = None
         self.layers = sorted({t.layer for t in s.terms})
         # Jitter and rolls come from a CPU generator so a seed gives the same picture on any device.
         self.gen = torch.Generator().manual_seed(s.seed)
@@ -85,8 +107,9 @@ class _Dreamer:
         base = start.to(self.device, torch.float32)
         h, w = base.shape[-2:]
         sizes = octave_sizes(h, w, s.octaves, s.octave_scale, self.net.min_side)
-        self.total_steps = len(sizes) * s.steps
+        self.total_steps = len(sizes) * s.steps + max(0, s.zoom_frames - 1) * s.steps
         self.clock = WorkClock(dream_work(h, w, s, self.net.min_side))
+        self._prepare(resize_to(base, sizes[0]))
         detail = torch.zeros(1, 3, *sizes[0], device=self.device)
         img = base
         for index, size in enumerate(sizes):
@@ -96,17 +119,50 @@ class _Dreamer:
             del detail  # image-sized tensors are 200 MB each at 4096 px: hold as few as possible
             img = self._octave(img, index, len(sizes))
             detail = img - octave_base if index < len(sizes) - 1 else None
+        return self._animate(img) if s.zoom_frames else img
+
+    def _prepare(self, first: torch.Tensor) -> None:
+        """Before the first step: the strongest channels (chosen on the first octave, as
+        neural-dream does; within one tile) and the guide's features, each computed once."""
+        s = self.s
+        fit = resize_to(first, fit_long_side(*first.shape[-2:], min(max(first.shape[-2:]), s.tile_size)))
+        self.terms = strongest_channels(self.net, fit, s.terms, objective=s.objective, device=self.device,
+                                        precision=self.precision)
+        if self.guide is not None:
+            g = self.guide.to(self.device, torch.float32)
+            g = resize_to(g, fit_long_side(*g.shape[-2:], min(max(g.shape[-2:]), GUIDE_SIDE)))
+            self.guides = guide_features(self.net, g, self.terms, device=self.device, precision=self.precision,
+                                         seed=s.seed)
+
+    def _animate(self, img: torch.Tensor) -> torch.Tensor:
+        """The zoom animation: frame 0 is the dream so far; each next frame is the last one warped
+        and dreamed `steps` steps at one octave. Only the current frame is held: each finished
+        one leaves as an AnimationFrame (full size, for the server's encoder) and a Frame."""
+        s = self.s
+        self.on_event(AnimationFrame(to_uint8(img), 0, s.zoom_frames))
+        for index in range(1, s.zoom_frames):
+            img = zoom_warp(img, zoom=s.zoom, rotate=s.rotate, shift_x=s.shift_x, shift_y=s.shift_y)
+            for _ in range(s.steps):
+                check_cancel(self.cancel)
+                img = self._step(img)
+                self._progress(img, "frame", index, s.zoom_frames)
+            self.on_event(Frame(preview_array(img, s.preview.max_side), self.step, self.last_score, "frame", index))
+            self.on_event(AnimationFrame(to_uint8(img), index, s.zoom_frames))
         return img
+
+    def _progress(self, img: torch.Tensor, stage: str, index: int, count: int) -> None:
+        self.step += 1
+        self.clock.add(img.shape[-1] * img.shape[-2])
+        self.on_event(Progress(stage, index, count, self.step, self.total_steps, {"score": self.last_score},
+                               self.clock.elapsed, self.clock.eta, self.precision,
+                               terms=self.terms if self.step == 1 else ()))
 
     def _octave(self, img: torch.Tensor, index: int, count: int) -> torch.Tensor:
         img = img.clamp_(0, 1)
         for _ in range(self.s.steps):
             check_cancel(self.cancel)
             img = self._step(img)
-            self.step += 1
-            self.clock.add(img.shape[-1] * img.shape[-2])
-            self.on_event(Progress("octave", index, count, self.step, self.total_steps, {"score": self.last_score},
-                                   self.clock.elapsed, self.clock.eta, self.precision))
+            self._progress(img, "octave", index, count)
             every = self.s.preview.every
             if every and self.step % every == 0 and self.step % self.s.steps != 0:
                 self._frame(img, index)
@@ -130,9 +186,12 @@ class _Dreamer:
         unrolled = self._tiled_gradient(torch.roll(img, shifts=shift, dims=(2, 3)))  # the rolled copy dies here
         grad = torch.roll(unrolled, shifts=(-shift[0], -shift[1]), dims=(2, 3))
         del unrolled
-        norm = grad.std() if s.gradient_norm == "std" else grad.abs().mean()
+        if s.gradient_norm == "laplacian":
+            grad, norm = lap_normalize(grad, s.lap_levels), 1.0  # on the whole gradient: no tile seams
+        else:
+            norm = float(grad.std() if s.gradient_norm == "std" else grad.abs().mean())
         # In place: the step owns `img` (each octave starts from a fresh sum, frames copy it).
-        return img.add_(grad, alpha=s.step_size / 255.0 / (float(norm) + 1e-8)).clamp_(0, 1)
+        return img.add_(grad, alpha=s.step_size / 255.0 / (norm + 1e-8)).clamp_(0, 1)
 
     def _tiled_gradient(self, img: torch.Tensor) -> torch.Tensor:
         h, w = img.shape[-2:]
@@ -147,7 +206,8 @@ class _Dreamer:
                 # _step are fp32 whatever the precision.
                 with autocast_for(self.device, self.precision):
                     acts = self.net(tile, self.layers)
-                score = _score(acts, self.s.terms, self.s.objective)
+                score = (guided_score(acts, self.terms, self.guides) if self.guides is not None
+                         else _score(acts, self.terms, self.s.objective))
                 (g,) = torch.autograd.grad(score, tile)
                 grad[:, :, y0:y1, x0:x1] = g
                 total += float(score.detach()) * (y1 - y0) * (x1 - x0)
@@ -167,6 +227,9 @@ def check_terms(model: str, layers: Mapping[str, LayerSpec], terms: tuple[DreamT
             raise InvalidArgumentError(f"terms[{i}].layer", f"unknown layer {quoted(term.layer)} of {model}", list(layers))
         # Each channel once: the list is then at most the layer's width, so its cost is bounded
         # (100,000 copies of channel 0 made one step take 12 s instead of 0.01 s).
+        if term.strongest > spec.channels:
+            raise InvalidArgumentError(f"terms[{i}].strongest", f"{term.strongest} channels asked of {term.layer}",
+                                       f"1 to {spec.channels}")
         if len(set(term.channels)) != len(term.channels):
             raise InvalidArgumentError(f"terms[{i}].channels", f"{len(term.channels) - len(set(term.channels))} "
                                        "repeated channels", f"distinct channels, 0 to {spec.channels - 1}")
@@ -178,17 +241,21 @@ def check_terms(model: str, layers: Mapping[str, LayerSpec], terms: tuple[DreamT
 
 def render_dream(net: FeatureNet, start: torch.Tensor, *, settings: DreamSettings,
                  on_event: EventSink | None = None, cancel: CancelToken | None = None,
-                 device: torch.device | None = None) -> torch.Tensor:
+                 device: torch.device | None = None, guide: torch.Tensor | None = None) -> torch.Tensor:
     """Dream on `start` ((1, 3, H, W) RGB in [0, 1]) and return the result at the same size.
 
-    Emits Progress once a step, a Frame every `settings.preview.every` steps and at each
-    octave's end, and a final Result. Raises RenderCancelled within one step (one tile) of
-    `cancel` being set. `settings.terms` must be filled (the service fills the model default).
+    Emits Progress once a step (the first one with the terms as run), a Frame every
+    `settings.preview.every` steps and at each octave's end, and a final Result. With `guide`
+    (an image), the objective is the guided one. With `settings.zoom_frames`, an AnimationFrame
+    and a Frame per animation frame follow, and the result is the last frame. Raises
+    RenderCancelled within one step (one tile) of `cancel` being set. `settings.terms` must be
+    filled (the service fills the model default).
     """
     check_terms(net.name, net.layer_map(), settings.terms)
+    check_lap_levels(settings, *start.shape[-2:], net.min_side)
     device = device or next(net.parameters()).device
     sink = on_event or (lambda _e: None)
-    dreamer = _Dreamer(net, settings, sink, cancel, device)
+    dreamer = _Dreamer(net, settings, sink, cancel, device, guide)
     with torch.inference_mode(False):
         out = dreamer.run(start)
     h, w = out.shape[-2:]

@@ -7,7 +7,7 @@ from typing import Callable, Mapping, Union
 
 import numpy as np
 
-__all__ = ["Accepted", "Queued", "Progress", "Frame", "Checkpoint", "Scores", "Result", "RenderStats", "Event", "EventSink"]
+__all__ = ["Accepted", "Queued", "Progress", "Frame", "Checkpoint", "AnimationFrame", "Scores", "Result", "RenderStats", "Event", "EventSink"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Progress:
     elapsed_seconds: float
     eta_seconds: float
     precision: str = "fp32"  # what the network runs in ("auto" resolved)
+    terms: tuple = ()  # a dream's DreamTerms as run (strongest-K resolved), in its first progress event only
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +52,16 @@ class Checkpoint:
     image: np.ndarray  # float32 (1, 3, H, W) RGB in [0, 1]: the image the loss/score is of
     step: int
     stage_index: int
+
+
+@dataclass(frozen=True, eq=False)
+class AnimationFrame:
+    """A finished frame of a zoom animation at full size, for the server's animation encoder
+    (never sent as such; its preview goes out as a Frame)."""
+
+    image: np.ndarray  # uint8 (H, W, 3) RGB
+    index: int
+    count: int
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,8 @@ class RenderStats:
 class Result:
     image: np.ndarray  # uint8 (H, W, 3) RGB at full size
     stats: RenderStats
+    encoded: tuple[bytes, str] | None = None  # (bytes, media type) made by the server: an animation
 
 
-Event = Union[Accepted, Queued, Progress, Frame, Checkpoint, Scores, Result]
+Event = Union[Accepted, Queued, Progress, Frame, Checkpoint, AnimationFrame, Scores, Result]
 EventSink = Callable[[Event], None]

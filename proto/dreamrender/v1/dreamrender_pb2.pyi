@@ -12,6 +12,8 @@ class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMAGE_FORMAT_UNSPECIFIED: _ClassVar[ImageFormat]
     IMAGE_FORMAT_PNG: _ClassVar[ImageFormat]
     IMAGE_FORMAT_JPEG: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_WEBP: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_GIF: _ClassVar[ImageFormat]
 
 class DreamObjective(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -24,6 +26,7 @@ class GradientNorm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRADIENT_NORM_UNSPECIFIED: _ClassVar[GradientNorm]
     GRADIENT_NORM_STD: _ClassVar[GradientNorm]
     GRADIENT_NORM_MEAN_ABS: _ClassVar[GradientNorm]
+    GRADIENT_NORM_LAPLACIAN: _ClassVar[GradientNorm]
 
 class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -70,12 +73,15 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
+IMAGE_FORMAT_WEBP: ImageFormat
+IMAGE_FORMAT_GIF: ImageFormat
 DREAM_OBJECTIVE_UNSPECIFIED: DreamObjective
 DREAM_OBJECTIVE_MEAN: DreamObjective
 DREAM_OBJECTIVE_MEAN_SQUARED: DreamObjective
 GRADIENT_NORM_UNSPECIFIED: GradientNorm
 GRADIENT_NORM_STD: GradientNorm
 GRADIENT_NORM_MEAN_ABS: GradientNorm
+GRADIENT_NORM_LAPLACIAN: GradientNorm
 PRECISION_UNSPECIFIED: Precision
 PRECISION_FP32: Precision
 PRECISION_BF16: Precision
@@ -121,14 +127,16 @@ class PreviewOptions(_message.Message):
     def __init__(self, every: _Optional[int] = ..., max_side: _Optional[int] = ..., format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
 
 class DreamTerm(_message.Message):
-    __slots__ = ("layer", "channels", "weight")
+    __slots__ = ("layer", "channels", "weight", "strongest")
     LAYER_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STRONGEST_FIELD_NUMBER: _ClassVar[int]
     layer: str
     channels: _containers.RepeatedScalarFieldContainer[int]
     weight: float
-    def __init__(self, layer: _Optional[str] = ..., channels: _Optional[_Iterable[int]] = ..., weight: _Optional[float] = ...) -> None: ...
+    strongest: int
+    def __init__(self, layer: _Optional[str] = ..., channels: _Optional[_Iterable[int]] = ..., weight: _Optional[float] = ..., strongest: _Optional[int] = ...) -> None: ...
 
 class NoiseStart(_message.Message):
     __slots__ = ("width", "height")
@@ -139,7 +147,7 @@ class NoiseStart(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class RenderDreamRequest(_message.Message):
-    __slots__ = ("model", "image", "noise", "terms", "objective", "gradient_norm", "octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed", "size", "preview", "result_format", "precision", "detach", "request_id")
+    __slots__ = ("model", "image", "noise", "terms", "objective", "gradient_norm", "octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed", "size", "preview", "result_format", "precision", "detach", "request_id", "lap_levels", "guide", "zoom_frames", "zoom", "rotate", "shift_x", "shift_y", "frame_ms")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NOISE_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +167,14 @@ class RenderDreamRequest(_message.Message):
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     DETACH_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LAP_LEVELS_FIELD_NUMBER: _ClassVar[int]
+    GUIDE_FIELD_NUMBER: _ClassVar[int]
+    ZOOM_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    ZOOM_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_X_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_Y_FIELD_NUMBER: _ClassVar[int]
+    FRAME_MS_FIELD_NUMBER: _ClassVar[int]
     model: str
     image: Image
     noise: NoiseStart
@@ -178,7 +194,15 @@ class RenderDreamRequest(_message.Message):
     precision: Precision
     detach: bool
     request_id: str
-    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    lap_levels: int
+    guide: Image
+    zoom_frames: int
+    zoom: float
+    rotate: float
+    shift_x: int
+    shift_y: int
+    frame_ms: int
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ..., lap_levels: _Optional[int] = ..., guide: _Optional[_Union[Image, _Mapping]] = ..., zoom_frames: _Optional[int] = ..., zoom: _Optional[float] = ..., rotate: _Optional[float] = ..., shift_x: _Optional[int] = ..., shift_y: _Optional[int] = ..., frame_ms: _Optional[int] = ...) -> None: ...
 
 class RenderDreamResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
@@ -325,7 +349,7 @@ class Queued(_message.Message):
     def __init__(self, queue_position: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "stage_index", "stage_count", "step", "total_steps", "values", "elapsed_seconds", "eta_seconds", "precision")
+    __slots__ = ("stage", "stage_index", "stage_count", "step", "total_steps", "values", "elapsed_seconds", "eta_seconds", "precision", "terms")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -342,6 +366,7 @@ class Progress(_message.Message):
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
     stage: str
     stage_index: int
     stage_count: int
@@ -351,7 +376,8 @@ class Progress(_message.Message):
     elapsed_seconds: float
     eta_seconds: float
     precision: str
-    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., precision: _Optional[str] = ...) -> None: ...
+    terms: _containers.RepeatedCompositeFieldContainer[DreamTerm]
+    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., values: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., precision: _Optional[str] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("image", "step", "score", "stage", "stage_index")

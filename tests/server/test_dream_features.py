@@ -1,0 +1,118 @@
+"""Dreams, round two, through a real server on 127.0.0.1 and through dreamctl: guided dreams,
+zoom animations, Laplacian normalisation, the strongest channels, the multi-term CLI, and the
+errors each new option can raise."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from dreamrender.client import DreamClient, DreamError
+from dreamrender.settings import DreamTerm
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+from ..conftest import DATA, start_server
+
+BIN = Path(sys.executable).parent
+FAST = dict(octaves=1, steps=2, seed=5, tile_size=64)
+
+
+def _result(events: list) -> pb.Result:
+    return next(e for e in events if isinstance(e, pb.Result))
+
+
+def test_guided_dream_grows_the_guide_and_differs(server, chelsea_bytes):
+    with DreamClient(server.target) as c:
+        plain = c.dream(chelsea_bytes, timeout=60, **FAST)
+        guided = c.dream(chelsea_bytes, guide=DATA / "starry_small.png", timeout=60, **FAST)
+    a, b = (np.asarray(Image.open(io.BytesIO(x)), dtype=float) for x in (plain, guided))
+    assert a.shape == b.shape and np.abs(a - b).mean() > 1.0
+
+
+@pytest.mark.parametrize("fmt, media", [(None, "image/webp"), ("gif", "image/gif")])
+def test_zoom_animation_arrives_as_an_animated_file(server, chelsea_bytes, fmt, media):
+    with DreamClient(server.target) as c:
+        events = list(c.render_dream(chelsea_bytes, zoom_frames=5, zoom=1.1, rotate=1.0, result_format=fmt,
+                                     timeout=120, **FAST))
+    result = _result(events)
+    assert result.image.media_type == media
+    anim = Image.open(io.BytesIO(result.image.data))
+    assert anim.n_frames == 5 and anim.size == (96, 64)
+    frames = [e for e in events if isinstance(e, pb.Frame) and e.stage == "frame"]
+    assert [f.stage_index for f in frames] == [1, 2, 3, 4]  # each finished frame streams as it is made
+    last = [e for e in events if isinstance(e, pb.Progress)][-1]
+    assert last.step == last.total_steps == 2 + 4 * 2
+
+
+def test_strongest_channels_are_reported_in_the_first_progress(server, chelsea_bytes):
+    with DreamClient(server.target) as c:
+        events = list(c.render_dream(chelsea_bytes, terms=[DreamTerm("relu2_1", strongest=3),
+                                                           DreamTerm("relu3_1", weight=0.5)], timeout=60, **FAST))
+    progress = [e for e in events if isinstance(e, pb.Progress)]
+    first = progress[0].terms
+    assert first[0].layer == "relu2_1" and first[0].strongest == 3 and len(first[0].channels) == 3
+    assert first[1].layer == "relu3_1" and first[1].weight == 0.5 and not progress[1].terms
+
+
+def test_laplacian_dream_renders(server, chelsea_bytes):
+    with DreamClient(server.target) as c:
+        png = c.dream(chelsea_bytes, gradient_norm="laplacian", lap_levels=3, timeout=60, **FAST)
+    assert Image.open(io.BytesIO(png)).size == (96, 64)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(guide=b"not an image"), "guide"),
+    (dict(zoom_frames=3, zoom=3.0), "zoom"),
+    (dict(zoom_frames=3, zoom=0.4), "zoom"),
+    (dict(zoom_frames=50), "zoom_frames"),
+    (dict(gradient_norm="laplacian", lap_levels=8), "lap_levels"),
+    (dict(terms=[DreamTerm("relu2_1", strongest=10_000)]), "terms[0].strongest"),
+    (dict(terms=[DreamTerm("relu2_1", channels=(1,), strongest=2)]), "terms[0].strongest"),
+    (dict(zoom_frames=3, result_format="png"), "result_format"),
+    (dict(result_format="webp"), "result_format"),
+])
+def test_each_new_option_is_checked(models_dir, chelsea_bytes, kwargs, field):
+    srv = start_server(models_dir, max_frames=10)
+    try:
+        with DreamClient(srv.target) as c, pytest.raises(DreamError) as err:
+            c.dream(chelsea_bytes, timeout=30, **{**FAST, **kwargs})
+    finally:
+        srv.stop()
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in [v[0] for v in err.value.violations], err.value.details
+
+
+def _dreamctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dreamctl"), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_dreamctl_two_weighted_layers_and_strongest(server, tmp_path):
+    out = tmp_path / "two.png"
+    r = _dreamctl("--server", server.target, "dream", str(DATA / "chelsea_small.png"), "-o", str(out),
+                  "--layer", "relu3_1:1", "--layer", "relu2_1:0.5", "--strongest", "relu2_1=3",
+                  "--channels", "relu1_1=0,2", "--octaves", "1", "--steps", "2", "--tile", "64")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stderr.splitlines() if x.startswith("objective:"))
+    assert "relu3_1 x1" in line and "relu2_1 x0.5 strongest 3: channels" in line and "relu1_1 x1: channels 0,2" in line
+    assert Image.open(out).size == (96, 64)
+
+
+def test_dreamctl_zoom_frames_writes_an_animation(server, tmp_path):
+    out = tmp_path / "zoom.webp"
+    r = _dreamctl("--server", server.target, "dream", str(DATA / "chelsea_small.png"), "-o", str(out),
+                  "--zoom-frames", "4", "--zoom", "1.05", "--rotate", "0.5", "--octaves", "1", "--steps", "2",
+                  "--tile", "64", "--frames", str(tmp_path / "frames"))
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).n_frames == 4
+    assert len(list((tmp_path / "frames").glob("frame_*"))) >= 4
+
+
+def test_dreamctl_help_shows_the_objective_examples():
+    r = _dreamctl("dream", "--help")
+    assert "--layer relu4_3:1 --layer relu3_3:0.5" in r.stdout and "--zoom-frames" in r.stdout

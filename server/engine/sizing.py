@@ -18,11 +18,13 @@ __all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "LBFGS_STORAG
 MiB = 1 << 20
 
 # Above this many pixels a scale's style loss is tiled: VGG16's activations with autograd take
-# about 2.3 KB per pixel, so a 1024x683 scale untiled needs ~1.6 GB for them alone, far more than
-# a tile with its halos. At the 1 Mpx of LARGE_SCALE_PIXELS the 1024 px middle
-# scale of a 3-scale 2048 px render ran untiled and set the render's peak. Half a megapixel keeps
-# 512 px renders (and anything up to about 870x580) untiled, where tiling would only cost time.
-AUTO_TILE_PIXELS = LARGE_SCALE_PIXELS // 2
+# about 2.3 KB per pixel, so 1 Mpx untiled needs ~2.3 GB for them alone. The same "large scale"
+# that refines in `large_iterations` (the settings' threshold, one figure for both). A render
+# whose final scale is tiled also tiles its coarser scales over half of that: its memory is then
+# set by the tiles, and a 1024x683 middle scale of a 3-scale 2048 px render run untiled set its
+# peak (2844 MiB against 2509 for the whole render with it tiled). A 1024 px render alone stays
+# untiled, where tiling would cost it 2.4x the time per iteration (bench/bench_memory.py).
+AUTO_TILE_PIXELS = LARGE_SCALE_PIXELS
 # A tile's forward and backward is transient heap that sets a large scale's peak, so the side
 # is a memory choice. In-process at 2048 px (VGG16, 3 L-BFGS iterations, peak RSS): 512 px tiles
 # 2407 MiB in fp32 and 2604 MiB under bf16 autocast (which keeps bf16 copies beside fp32 ones),
@@ -62,11 +64,14 @@ _DREAM_VECTORS = 6  # image, octave base, detail, rolled copy, gradient, result
 
 
 def style_tile(s: StyleSettings, hw: Sequence[int]) -> int | None:
-    """The tile side a scale of size `hw` is computed in, or None for untiled."""
+    """The tile side a scale of size `hw` is computed in, or None for untiled (see AUTO_TILE_PIXELS:
+    over 1 Mpx, or over 0.5 Mpx in a render whose final scale, `s.size` on its longer side, is tiled)."""
     h, w = hw
     if s.tile_size:
         return s.tile_size if max(h, w) > s.tile_size else None
-    return AUTO_TILE if h * w > AUTO_TILE_PIXELS else None
+    final = h * w * (s.size / max(h, w)) ** 2  # the render's last scale, at `s.size` on its longer side
+    large = h * w > AUTO_TILE_PIXELS or (final > AUTO_TILE_PIXELS and h * w > AUTO_TILE_PIXELS // 2)
+    return AUTO_TILE if large else None
 
 
 # A tiled scale's work per pixel: pass 2 over the halos' overlap, plus pass 1's forward.

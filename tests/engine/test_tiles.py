@@ -68,9 +68,11 @@ def test_geometry_and_spans():
 
 def test_auto_tiling_switches_on_above_a_size_and_tile_size_forces_it():
     net = get_model("tiny")
-    assert tiling(net, StyleSettings(model="tiny"), (512, 768)) is None
-    assert tiling(net, StyleSettings(model="tiny"), (683, 1024))[1] == AUTO_TILE == 384  # above 0.5 Mpx
-    assert tiling(net, StyleSettings(model="tiny"), (1365, 2048))[1] == 384
+    assert tiling(net, StyleSettings(model="tiny", size=1024), (683, 1024)) is None  # a 1024 px render: untiled
+    assert tiling(net, StyleSettings(model="tiny", size=2048), (1365, 2048))[1] == AUTO_TILE == 384  # over 1 Mpx
+    # the 1024 px middle scale of a 2048 px render is tiled too (the render's tiles set its memory)
+    assert tiling(net, StyleSettings(model="tiny", size=2048), (683, 1024))[1] == 384
+    assert tiling(net, StyleSettings(model="tiny", size=2048), (341, 512)) is None
     assert tiling(net, StyleSettings(model="tiny", tile_size=64), (100, 150))[1] == 64
     assert tiling(net, StyleSettings(model="tiny", tile_size=256), (100, 150)) is None  # fits one tile
 

@@ -3,14 +3,16 @@ and encoding of frames and results."""
 from __future__ import annotations
 
 import io
+import tempfile
 import warnings
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from dreamrender.errors import InvalidArgumentError, describe, quoted
 
-__all__ = ["decode_image", "probe_image", "encode_image", "MEDIA_TYPES"]
+__all__ = ["decode_image", "probe_image", "encode_image", "MEDIA_TYPES", "AnimationWriter", "ANIMATION_TYPES"]
 
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp",
@@ -152,25 +154,25 @@ class _EncodedFrames(Image.Image):
     seeking to a frame decodes that frame alone, so writing N frames holds one decoded frame
     at a time (Pillow's animated writers walk n_frames with seek, as with any animated file)."""
 
-    def __init__(self, frames: list[bytes]) -> None:
+    def __init__(self, count: int, read: Callable[[int], bytes]) -> None:
         super().__init__()
-        self._frames = frames
+        self._count, self._read = count, read
         self._index = -1
         self.seek(0)
 
     @property
     def n_frames(self) -> int:
-        return len(self._frames)
+        return self._count
 
     @property
     def is_animated(self) -> bool:
-        return len(self._frames) > 1
+        return self._count > 1
 
     def seek(self, frame: int) -> None:
-        if not 0 <= frame < len(self._frames):
+        if not 0 <= frame < self._count:
             raise EOFError("no more frames")  # how Pillow's frame iterators learn the end
         if frame != self._index:
-            with Image.open(io.BytesIO(self._frames[frame])) as f:
+            with Image.open(io.BytesIO(self._read(frame))) as f:
                 f.load()
                 self.im, self._mode, self._size = f.im, f.mode, f.size
             self._index = frame
@@ -180,28 +182,40 @@ class _EncodedFrames(Image.Image):
 
 
 class AnimationWriter:
-    """A zoom animation, one frame at a time: each frame is kept PNG-compressed (a fraction of its
-    pixels' bytes) and `finish` writes the animated WebP or GIF decoding one frame at a time."""
+    """A zoom animation, one frame at a time. Each frame is PNG-compressed into a temporary file
+    (not memory: a server's RSS stays flat whatever the frame count), and `finish` writes the
+    animated WebP or GIF decoding one frame at a time."""
 
     def __init__(self, fmt: str, frame_ms: int) -> None:
         if fmt not in ANIMATION_TYPES:
             raise ValueError(f"animations are {' or '.join(ANIMATION_TYPES)}, not {fmt!r}")
         self.fmt, self.frame_ms = fmt, frame_ms
-        self._frames: list[bytes] = []
+        self._spool = tempfile.TemporaryFile()  # gone when closed or collected (a cancelled job)
+        self._spans: list[tuple[int, int]] = []
 
     def add(self, frame: np.ndarray) -> None:
         buf = io.BytesIO()
         Image.fromarray(frame).save(buf, format="PNG", compress_level=1)
-        self._frames.append(buf.getvalue())
+        self._spool.seek(0, io.SEEK_END)
+        self._spans.append((self._spool.tell(), buf.tell()))
+        self._spool.write(buf.getvalue())
+
+    def _frame(self, index: int) -> bytes:
+        offset, size = self._spans[index]
+        self._spool.seek(offset)
+        return self._spool.read(size)
 
     def finish(self) -> tuple[bytes, str]:
         """The animation's bytes and media type (the writer is spent)."""
-        frames, self._frames = self._frames, []
-        if not frames:
+        if not self._spans:
             raise ValueError("an animation needs at least one frame")
-        seq, buf = _EncodedFrames(frames), io.BytesIO()
-        if self.fmt == "webp":
-            seq.save(buf, format="WEBP", save_all=True, duration=self.frame_ms, loop=0, quality=90, method=4)
-        else:
-            seq.save(buf, format="GIF", save_all=True, duration=self.frame_ms, loop=0, optimize=False)
+        try:
+            seq, buf = _EncodedFrames(len(self._spans), self._frame), io.BytesIO()
+            if self.fmt == "webp":
+                seq.save(buf, format="WEBP", save_all=True, duration=self.frame_ms, loop=0, quality=90, method=4)
+            else:
+                seq.save(buf, format="GIF", save_all=True, duration=self.frame_ms, loop=0, optimize=False)
+        finally:
+            self._spool.close()
+            self._spans = []
         return buf.getvalue(), ANIMATION_TYPES[self.fmt]

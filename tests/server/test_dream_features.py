@@ -116,3 +116,22 @@ def test_dreamctl_zoom_frames_writes_an_animation(server, tmp_path):
 def test_dreamctl_help_shows_the_objective_examples():
     r = _dreamctl("dream", "--help")
     assert "--layer relu4_3:1 --layer relu3_3:0.5" in r.stdout and "--zoom-frames" in r.stdout
+
+
+@pytest.mark.parametrize("fmt", ["webp", "gif"])
+def test_animation_writer_spools_frames_to_disk_and_writes_them_all(fmt):
+    from dreamrender.server.codec import AnimationWriter
+
+    writer = AnimationWriter(fmt, 50)
+    rng = np.random.default_rng(0)
+    frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(6)]
+    frames[3][10:20, 10:20] = rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
+    for f in frames:
+        writer.add(f)
+    assert writer._spool.tell() > 0  # the encoded frames are in the temporary file, not in memory
+    data, media = writer.finish()
+    anim = Image.open(io.BytesIO(data))
+    assert media == f"image/{fmt}" and anim.n_frames == 6 and anim.size == (64, 48)
+    anim.seek(5)
+    assert abs(np.asarray(anim.convert("RGB"), dtype=float).mean() - 200) < 3  # the last frame, in order
+    assert writer._spool.closed

@@ -260,15 +260,20 @@ class RequestReader:
             channels = tuple(spec.extra.get("default_dream_channels", ()))
             s = dataclasses.replace(s, terms=(DreamTerm(spec.default_dream_layer, channels),))
         check_terms(spec.name, {layer.name: layer for layer in spec.layers}, s.terms)
+        guide_size = self._guide_size(req, spec.min_side)  # every header is checked before anything decodes
         start = self._dream_start(req, s, spec.min_side)
-        guide = None
-        if req.HasField("guide"):
-            w, h = self.probe(req.guide, "guide")
-            if min(fit_long_side(h, w, min(max(h, w), GUIDE_SIDE))) < spec.min_side:
-                raise InvalidArgumentError("guide", f"a {w}x{h} guide is too small or too elongated",
-                                           f"at least {spec.min_side} px on its shorter side at {GUIDE_SIDE} px")
-            guide = self.image(req.guide, "guide", GUIDE_SIDE, size=(w, h))
+        guide = self.image(req.guide, "guide", GUIDE_SIDE, size=guide_size) if guide_size else None
         return DreamJob(s, start, guide)
+
+    def _guide_size(self, req: pb.RenderDreamRequest, min_side: int) -> tuple[int, int] | None:
+        """A guided dream's guide (width, height) from its header, or None without a guide."""
+        if not req.HasField("guide"):
+            return None
+        w, h = self.probe(req.guide, "guide")
+        if min(fit_long_side(h, w, min(max(h, w), GUIDE_SIDE))) < min_side:
+            raise InvalidArgumentError("guide", f"a {w}x{h} guide is too small or too elongated",
+                                       f"at least {min_side} px on its shorter side at {GUIDE_SIDE} px")
+        return w, h
 
     def _dream_start(self, req: pb.RenderDreamRequest, s: DreamSettings, min_side: int) -> torch.Tensor:
         which = req.WhichOneof("start")

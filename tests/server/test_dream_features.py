@@ -23,6 +23,12 @@ BIN = Path(sys.executable).parent
 FAST = dict(octaves=1, steps=2, seed=5, tile_size=64)
 
 
+def _png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 200)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _result(events: list) -> pb.Result:
     return next(e for e in events if isinstance(e, pb.Result))
 
@@ -68,6 +74,7 @@ def test_laplacian_dream_renders(server, chelsea_bytes):
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(guide=b"not an image"), "guide"),
+    (dict(guide=_png(600, 6)), "guide"),  # too elongated for the network at the guide's size
     (dict(zoom_frames=3, zoom=3.0), "zoom"),
     (dict(zoom_frames=3, zoom=0.4), "zoom"),
     (dict(zoom_frames=50), "zoom_frames"),

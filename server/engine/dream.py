@@ -139,6 +139,7 @@ class _Dreamer:
         and dreamed `steps` steps at one octave. Only the current frame is held: each finished
         one leaves as an AnimationFrame (full size, for the server's encoder) and a Frame."""
         s = self.s
+        self.on_event(Frame(preview_array(img, s.preview.max_side), self.step, self.last_score, "frame", 0))
         self.on_event(AnimationFrame(to_uint8(img), 0, s.zoom_frames))
         for index in range(1, s.zoom_frames):
             img = zoom_warp(img, zoom=s.zoom, rotate=s.rotate, shift_x=s.shift_x, shift_y=s.shift_y)

@@ -51,7 +51,7 @@ def test_zoom_animation_arrives_as_an_animated_file(server, chelsea_bytes, fmt, 
     anim = Image.open(io.BytesIO(result.image.data))
     assert anim.n_frames == 5 and anim.size == (96, 64)
     frames = [e for e in events if isinstance(e, pb.Frame) and e.stage == "frame"]
-    assert [f.stage_index for f in frames] == [1, 2, 3, 4]  # each finished frame streams as it is made
+    assert [f.stage_index for f in frames] == [0, 1, 2, 3, 4]  # each finished frame streams as it is made
     last = [e for e in events if isinstance(e, pb.Progress)][-1]
     assert last.step == last.total_steps == 2 + 4 * 2
 

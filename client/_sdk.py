@@ -251,6 +251,16 @@ class _Common:
     def _md(self, metadata: Metadata | None) -> tuple[tuple[str, str], ...]:
         return self.metadata + tuple(metadata or ())
 
+    def _render(self, method: Any, req: Any, timeout: float | None, metadata: Metadata | None, reattach: bool) -> Any:
+        """A render's event stream (an iterator, or an async one for the asyncio client: `_stream`
+        and `_reattaching` are each client's own), re-attaching after UNAVAILABLE when asked."""
+        def start(left: float | None) -> Any:
+            return self._stream(method(req, timeout=left, metadata=self._md(metadata)))  # type: ignore[attr-defined]
+
+        if reattach and not req.request_id:
+            raise ValueError("reattach needs a request_id (the key the server finds the job by)")
+        return self._reattaching(start, timeout) if reattach else start(timeout)  # type: ignore[attr-defined]
+
 
 class DreamClient(_Common, JobCalls):
     """Blocking client. Use as a context manager; every call takes `timeout` (s) and `metadata`.
@@ -293,15 +303,6 @@ class DreamClient(_Common, JobCalls):
             return method(request, timeout=timeout, metadata=self._md(metadata))
         except grpc.RpcError as err:
             raise DreamError.from_rpc_error(err) from None
-
-    def _render(self, method: Any, req: Any, timeout: float | None, metadata: Metadata | None,
-                reattach: bool) -> Iterator[Any]:
-        def start(left: float | None) -> Iterator[Any]:
-            return self._stream(method(req, timeout=left, metadata=self._md(metadata)))
-
-        if reattach and not req.request_id:
-            raise ValueError("reattach needs a request_id (the key the server finds the job by)")
-        return self._reattaching(start, timeout) if reattach else start(timeout)
 
     def render_dream(self, image: ImageInput | None = None, *, timeout: float | None = None,
                      metadata: Metadata | None = None, reattach: bool = False, **kwargs: Any) -> Iterator[Any]:
@@ -388,15 +389,6 @@ class AsyncDreamClient(_Common, AsyncJobCalls):
             return await method(request, timeout=timeout, metadata=self._md(metadata))
         except grpc.RpcError as err:
             raise DreamError.from_rpc_error(err) from None
-
-    def _render(self, method: Any, req: Any, timeout: float | None, metadata: Metadata | None,
-                reattach: bool) -> AsyncIterator[Any]:
-        def start(left: float | None) -> AsyncIterator[Any]:
-            return self._stream(method(req, timeout=left, metadata=self._md(metadata)))
-
-        if reattach and not req.request_id:
-            raise ValueError("reattach needs a request_id (the key the server finds the job by)")
-        return self._reattaching(start, timeout) if reattach else start(timeout)
 
     def render_dream(self, image: ImageInput | None = None, *, timeout: float | None = None,
                      metadata: Metadata | None = None, reattach: bool = False, **kwargs: Any) -> AsyncIterator[Any]:

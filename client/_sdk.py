@@ -128,18 +128,15 @@ def evaluate_request(content: ImageInput, styles: Sequence[ImageInput], candidat
     return req
 
 
-_RESULT_FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "webp": pb.IMAGE_FORMAT_WEBP,
-                   "gif": pb.IMAGE_FORMAT_GIF}
-
-
 def _result_format(fmt: str | None) -> int:
     """The wire value (None: the server's default for the render: png, or webp for an animation)."""
     if fmt is None:
         return pb.IMAGE_FORMAT_UNSPECIFIED
-    try:
-        return _RESULT_FORMATS[fmt]
-    except KeyError:
-        raise ValueError(f"result_format must be one of {', '.join(_RESULT_FORMATS)}, not {fmt!r}") from None
+    number = wire.enum_number(pb.ImageFormat.DESCRIPTOR, fmt)
+    if number is None:
+        raise ValueError(f"result_format must be one of {', '.join(wire.enum_names(pb.ImageFormat.DESCRIPTOR))}, "
+                         f"not {fmt!r}")
+    return number
 
 
 def _event(response: Any) -> Any:

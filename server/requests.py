@@ -66,6 +66,7 @@ class DreamJob:
     settings: DreamSettings
     start: torch.Tensor  # (1, 3, H, W) RGB in [0, 1], already at the render's size
     guide: torch.Tensor | None = None  # a guided dream's guide image, at most GUIDE_SIDE px
+    result_format: str = "png"  # png or jpeg; webp or gif for a zoom animation
 
     @property
     def pixels(self) -> int:
@@ -80,6 +81,7 @@ class StyleJob:
     content: torch.Tensor
     styles: tuple[torch.Tensor, ...]
     init_image: torch.Tensor | None
+    result_format: str = "png"
 
     @property
     def pixels(self) -> int:
@@ -103,8 +105,6 @@ def _preview(req: Any, default: PreviewSettings) -> PreviewSettings:
     return dataclasses.replace(default, **values)
 
 
-_FORMATS = {pb.IMAGE_FORMAT_PNG: "png", pb.IMAGE_FORMAT_JPEG: "jpeg", pb.IMAGE_FORMAT_WEBP: "webp",
-            pb.IMAGE_FORMAT_GIF: "gif"}
 _STILL, _ANIMATED = ("png", "jpeg"), ("webp", "gif")
 
 
@@ -112,7 +112,7 @@ def result_format(req: Any, *, animation: bool = False) -> str:
     """The result encoding a request asks for: for a still, "png" unless it says JPEG; for an
     animation (a zoom dream), "webp" unless it says GIF. Unknown or unfitting values refused."""
     allowed = _ANIMATED if animation else _STILL
-    fmt = _FORMATS.get(req.result_format)
+    fmt = wire.enum_name(pb.ImageFormat.DESCRIPTOR, req.result_format)
     if req.result_format and fmt is None:
         raise InvalidArgumentError("result_format", f"unknown enum value {req.result_format}", list(allowed))
     if fmt is not None and fmt not in allowed:
@@ -251,7 +251,7 @@ class RequestReader:
     def dream(self, req: pb.RenderDreamRequest) -> DreamJob:
         check_strings(req)
         s = dream_settings(req, default_model=self.default_dream_model)
-        result_format(req, animation=s.zoom_frames > 0)
+        fmt = result_format(req, animation=s.zoom_frames > 0)
         if s.zoom_frames > self.limits.max_frames:
             raise InvalidArgumentError("zoom_frames", f"{s.zoom_frames} frames are over the server's limit",
                                        f"at most {self.limits.max_frames} (dreamd --max-frames)")
@@ -263,7 +263,7 @@ class RequestReader:
         guide_size = self._guide_size(req, spec.min_side)  # every header is checked before anything decodes
         start = self._dream_start(req, s, spec.min_side)
         guide = self.image(req.guide, "guide", GUIDE_SIDE, size=guide_size) if guide_size else None
-        return DreamJob(s, start, guide)
+        return DreamJob(s, start, guide, fmt)
 
     def _guide_size(self, req: pb.RenderDreamRequest, min_side: int) -> tuple[int, int] | None:
         """A guided dream's guide (width, height) from its header, or None without a guide."""
@@ -339,7 +339,7 @@ class RequestReader:
     def style(self, req: pb.RenderStyleRequest) -> StyleJob:
         """Everything a style render needs, checked."""
         check_strings(req)
-        result_format(req)
+        fmt = result_format(req)
         s = style_settings(req, default_model=self.default_style_model)
         if s.method == "feed_forward":
             min_side = self._check_feed_forward(req, s)
@@ -365,7 +365,7 @@ class RequestReader:
         init_size = self.probe(req.init_image, "init_image") if s.init == "image" else None
         content, styles = self._content_and_styles(req, s, min_side, s.size, content_size)
         init = None if init_size is None else self.image(req.init_image, "init_image", s.size, size=init_size)
-        return StyleJob(s, content, styles, init)
+        return StyleJob(s, content, styles, init, fmt)
 
     def _check_feed_forward(self, req: pb.RenderStyleRequest, s: StyleSettings) -> int:
         """Checks a feed-forward request; returns the smallest side its networks take."""

@@ -30,7 +30,7 @@ from .jobs import QUEUED, JobRecord, JobStore
 from .jobs.journal import Journal
 from .jobs.service import JobBook, check_request_id
 from .memory import release_memory, trim_heap
-from .requests import RequestReader, result_format
+from .requests import DreamJob, RequestReader, StyleJob
 from .responses import to_responses
 from .scheduler import Job, Scheduler
 
@@ -184,10 +184,10 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 # its scales and iterations again from that picture.
                 request.init = pb.STYLE_INIT_IMAGE
                 request.init_image.CopyFrom(pb.Image(data=rec.checkpoint, media_type="image/png"))
-            work = self._style_work(request, await self._read(self.requests.style, request))
+            work = self._style_work(await self._read(self.requests.style, request))
         else:  # a dream starts afresh: dreaming its partial picture again would compound the effect
             request = pb.RenderDreamRequest.FromString(rec.request)
-            work = self._dream_work(request, await self._read(self.requests.dream, request))
+            work = self._dream_work(await self._read(self.requests.dream, request))
         await self._submit(work, rec, rec.owner or "resumed")
         log.info("job %s %s resumed (from %s)", rec.id, rec.kind, "its checkpoint" if rec.checkpoint else "the start",
                  extra={"job_id": rec.id, "rpc": rec.kind})
@@ -303,9 +303,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 self.metrics.iterations_per_second.labels(rpc).set(event.step / event.elapsed_seconds)
         return event
 
-    def _dream_work(self, request: Any, job: Any) -> Work:
-        s = job.settings
-        fmt = result_format(request, animation=s.zoom_frames > 0)
+    def _dream_work(self, job: DreamJob) -> Work:
+        s, fmt = job.settings, job.result_format
 
         def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
             events = self.evaluator.dream_sink(sink, s)
@@ -315,7 +314,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
 
         return Work("RenderDream", pb.RenderDreamResponse, body, s.preview.format, fmt, job.pixels)
 
-    def _style_work(self, request: Any, job: Any) -> Work:
+    def _style_work(self, job: StyleJob) -> Work:
         s = job.settings
 
         def scored(sink: Callable[[Event], None]) -> Callable[[Event], None]:
@@ -338,17 +337,17 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             render_feed_forward(nets, job.content, job.styles, settings=s, on_event=events, cancel=cancel)
 
         return Work("RenderStyle", pb.RenderStyleResponse, feed_forward if s.method == "feed_forward" else optimize,
-                    s.preview.format, result_format(request), job.pixels)
+                    s.preview.format, job.result_format, job.pixels)
 
     # -- RPCs --------------------------------------------------------------------------
     async def RenderDream(self, request: pb.RenderDreamRequest, context: Any) -> AsyncIterator[pb.RenderDreamResponse]:
         job = await self._read(self.requests.dream, request)
-        async for r in self._stream(self._dream_work(request, job), request, context):
+        async for r in self._stream(self._dream_work(job), request, context):
             yield r
 
     async def RenderStyle(self, request: pb.RenderStyleRequest, context: Any) -> AsyncIterator[pb.RenderStyleResponse]:
         job = await self._read(self.requests.style, request)
-        async for r in self._stream(self._style_work(request, job), request, context):
+        async for r in self._stream(self._style_work(job), request, context):
             yield r
 
     async def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.GetJobResponse:

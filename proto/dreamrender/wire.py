@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from .errors import InvalidArgumentError, quoted
 from .settings import setting_fields
 
-__all__ = ["enum_prefix", "fill_request", "read_request"]
+__all__ = ["enum_prefix", "enum_number", "enum_name", "enum_names", "fill_request", "read_request"]
 
 
 def enum_prefix(enum_descriptor: Any) -> str:
@@ -23,14 +23,32 @@ def enum_prefix(enum_descriptor: Any) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_descriptor.name).upper() + "_"
 
 
+def enum_number(enum_type: Any, name: str) -> int | None:
+    """"mean_squared" -> the number of DREAM_OBJECTIVE_MEAN_SQUARED; None for no such value (or
+    for UNSPECIFIED, which is no choice)."""
+    value = enum_type.values_by_name.get(enum_prefix(enum_type) + str(name).upper())
+    return value.number if value is not None and value.number else None
+
+
+def enum_name(enum_type: Any, number: int) -> str | None:
+    """The number of DREAM_OBJECTIVE_MEAN_SQUARED -> "mean_squared"; None for UNSPECIFIED or an
+    unknown number."""
+    value = enum_type.values_by_number.get(number)
+    return value.name[len(enum_prefix(enum_type)):].lower() if value is not None and number else None
+
+
+def enum_names(enum_type: Any) -> list[str]:
+    """Every value's name but UNSPECIFIED, in declaration order."""
+    return [v.name[len(enum_prefix(enum_type)):].lower() for v in enum_type.values if v.number]
+
+
 def _encode(msg: Message, name: str, value: Any, path: str) -> None:
     fd = msg.DESCRIPTOR.fields_by_name[name]
     if fd.enum_type is not None:
-        wire = enum_prefix(fd.enum_type) + str(value).upper()
-        if wire not in fd.enum_type.values_by_name:
-            allowed = [v.name[len(enum_prefix(fd.enum_type)):].lower() for v in fd.enum_type.values if v.number]
-            raise InvalidArgumentError(path, f"{quoted(value)} is not a valid value", allowed)
-        setattr(msg, name, fd.enum_type.values_by_name[wire].number)
+        number = enum_number(fd.enum_type, value)
+        if number is None:
+            raise InvalidArgumentError(path, f"{quoted(value)} is not a valid value", enum_names(fd.enum_type))
+        setattr(msg, name, number)
     else:
         setattr(msg, name, value)
 
@@ -57,10 +75,10 @@ def read_request(msg: Message, cls: type, prefix: str = "") -> dict[str, Any]:
             number = getattr(msg, f.name)
             if number == 0:
                 continue
-            ev = fd.enum_type.values_by_number.get(number)
-            if ev is None:
+            name = enum_name(fd.enum_type, number)
+            if name is None:
                 raise InvalidArgumentError(prefix + f.name, f"unknown enum value {number}", f.metadata["choices"])
-            out[f.name] = ev.name[len(enum_prefix(fd.enum_type)):].lower()
+            out[f.name] = name
         elif fd.has_presence and msg.HasField(f.name):
             out[f.name] = getattr(msg, f.name)
     return out

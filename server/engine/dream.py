@@ -109,7 +109,7 @@ class _Dreamer:
         sizes = octave_sizes(h, w, s.octaves, s.octave_scale, self.net.min_side)
         self.total_steps = len(sizes) * s.steps + max(0, s.zoom_frames - 1) * s.steps
         self.clock = WorkClock(dream_work(h, w, s, self.net.min_side))
-        self._prepare(resize_to(base, sizes[0]))
+        self._prepare(base, sizes[0])
         detail = torch.zeros(1, 3, *sizes[0], device=self.device)
         img = base
         for index, size in enumerate(sizes):
@@ -121,13 +121,14 @@ class _Dreamer:
             detail = img - octave_base if index < len(sizes) - 1 else None
         return self._animate(img) if s.zoom_frames else img
 
-    def _prepare(self, first: torch.Tensor) -> None:
-        """Before the first step: the strongest channels (chosen on the first octave, as
-        neural-dream does; within one tile) and the guide's features, each computed once."""
+    def _prepare(self, base: torch.Tensor, first: tuple[int, int]) -> None:
+        """Before the first step: the strongest channels (chosen on the first octave, of size
+        `first`, as neural-dream does; within one tile) and the guide's features, each computed once."""
         s = self.s
-        fit = resize_to(first, fit_long_side(*first.shape[-2:], min(max(first.shape[-2:]), s.tile_size)))
-        self.terms = strongest_channels(self.net, fit, s.terms, objective=s.objective, device=self.device,
-                                        precision=self.precision)
+        if any(t.strongest for t in s.terms):
+            fit = resize_to(base, fit_long_side(*first, min(max(first), s.tile_size)))
+            self.terms = strongest_channels(self.net, fit, s.terms, objective=s.objective, device=self.device,
+                                            precision=self.precision)
         if self.guide is not None:
             g = self.guide.to(self.device, torch.float32)
             g = resize_to(g, fit_long_side(*g.shape[-2:], min(max(g.shape[-2:]), GUIDE_SIDE)))
@@ -139,17 +140,22 @@ class _Dreamer:
         and dreamed `steps` steps at one octave. Only the current frame is held: each finished
         one leaves as an AnimationFrame (full size, for the server's encoder) and a Frame."""
         s = self.s
-        self.on_event(Frame(preview_array(img, s.preview.max_side), self.step, self.last_score, "frame", 0))
-        self.on_event(AnimationFrame(to_uint8(img), 0, s.zoom_frames))
+        self._animation_frame(img, 0)
         for index in range(1, s.zoom_frames):
             img = zoom_warp(img, zoom=s.zoom, rotate=s.rotate, shift_x=s.shift_x, shift_y=s.shift_y)
             for _ in range(s.steps):
                 check_cancel(self.cancel)
                 img = self._step(img)
                 self._progress(img, "frame", index, s.zoom_frames)
-            self.on_event(Frame(preview_array(img, s.preview.max_side), self.step, self.last_score, "frame", index))
-            self.on_event(AnimationFrame(to_uint8(img), index, s.zoom_frames))
+            self._animation_frame(img, index)
         return img
+
+    def _animation_frame(self, img: torch.Tensor, index: int) -> None:
+        self._preview(img, "frame", index)
+        self.on_event(AnimationFrame(to_uint8(img), index, self.s.zoom_frames))
+
+    def _preview(self, img: torch.Tensor, stage: str, index: int) -> None:
+        self.on_event(Frame(preview_array(img, self.s.preview.max_side), self.step, self.last_score, stage, index))
 
     def _progress(self, img: torch.Tensor, stage: str, index: int, count: int) -> None:
         self.step += 1
@@ -171,7 +177,7 @@ class _Dreamer:
         return img
 
     def _frame(self, img: torch.Tensor, index: int) -> None:
-        self.on_event(Frame(preview_array(img, self.s.preview.max_side), self.step, self.last_score, "octave", index))
+        self._preview(img, "octave", index)
         self.on_event(Checkpoint(img.detach().float().cpu().numpy().copy(), self.step, index))
 
     def _step(self, img: torch.Tensor) -> torch.Tensor:

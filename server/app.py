@@ -175,7 +175,7 @@ class Server:
         if self.upkeep is not None:
             self.upkeep.cancel()
         await self.grpc_server.stop(0)
-        if self.health_server is not None:  # last: probes see NOT_SERVING while the jobs drain
+        if self.health_server is not None:  # only now, after the drain: probes saw NOT_SERVING meanwhile
             await self.health_server.stop(0)
         await self.scheduler.close()
         try:  # gone: a restart (or another replica) may take over our unfinished jobs at once
@@ -201,11 +201,15 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
         if not (config.tls_cert and config.tls_key):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
         creds = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
-        port = server.add_secure_port(config.listen, creds)
-    else:
-        port = server.add_insecure_port(config.listen)
+        return _listen(server, config.listen, creds)
+    return _listen(server, config.listen)
+
+
+def _listen(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None = None) -> int:
+    """The port `server` got at `address` (TLS with `creds`); OSError when it got none."""
+    port = server.add_secure_port(address, creds) if creds is not None else server.add_insecure_port(address)
     if port == 0:
-        raise OSError(f"cannot listen on {config.listen}")
+        raise OSError(f"cannot listen on {address}")
     return port
 
 
@@ -218,10 +222,7 @@ def _health_listener(servicer: Any, config: ServerConfig) -> tuple[grpc.aio.Serv
         return None, None
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 1 << 16)])
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port(config.health_listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.health_listen}")
-    return server, port
+    return server, _listen(server, config.health_listen)
 
 
 def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
@@ -282,10 +283,10 @@ def create_server(config: ServerConfig) -> Server:
     port = _bind(server, config)
     metrics_port = metrics.serve(config.metrics_port, config.metrics_address) if metrics is not None else None
     log.info("dreamd on port %d, device %s, models in %s", port, device, store.root)
-    freeze_startup_objects()
     health_server, health_port = _health_listener(health_servicer, config)
     if health_port is not None:
         log.info("health service alone, in plaintext, on port %d", health_port)
+    freeze_startup_objects()
     return Server(server, port, config, health_servicer, scheduler, servicer, evaluator, metrics, metrics_port, jobs,
                   health_server, health_port)
 

@@ -57,9 +57,11 @@ def keep_heap() -> bool:
 def freeze_startup_objects() -> None:
     """Collect once, then move every object alive now (modules, torch, grpc, protobuf: about 180k)
     out of the cyclic GC's reach, so `release_memory`'s collection between jobs scans only what
-    jobs made. A full collection over the start-up objects holds the GIL for about 80 ms, which
-    the health check used to wait behind (bench/bench_health_latency.py: worst 92-99 ms, after this
-    far less). Process-wide; call once the server is built."""
+    jobs made. A full collection over the start-up objects holds the GIL (and so every other
+    thread, the health check's included) for 81-84 ms here; after the freeze it takes 0.002 ms.
+    (bench/bench_health_latency.py does not see this: it stops polling before the job's clean-up;
+    its 92-99 ms worst came from probing PNGs, see codec._orientation.) Process-wide; call once
+    the server is built."""
     gc.collect()
     gc.freeze()
 

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.conftest import BIN, Dreamd  # noqa: E402
+from tests.conftest import BIN, Dreamd, free_port  # noqa: E402
 
 
 def _children_cpu() -> float:
@@ -61,9 +61,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        with __import__("socket").socket() as s:
-            s.bind(("127.0.0.1", 0))
-            health_port = s.getsockname()[1]
+        health_port = free_port()
         srv = Dreamd(Path(tmp), "--health-listen", f"127.0.0.1:{health_port}", "--no-evaluator")
         try:
             print(f"exec probe (dreamctl health, a new process): {exec_probe(srv.target, args.n)}")

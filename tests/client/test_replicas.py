@@ -16,14 +16,14 @@ from dreamrender.client import DreamClient, DreamError
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from .._dns import LocalDns
-from ..conftest import Dreamd
+from ..conftest import Dreamd, free_port
 
 ADDRESSES = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 # The channel may re-resolve every 0.5 s (gRPC's default floor is 30 s, a real cluster's matter).
 FAST_DNS = [("grpc.dns_min_time_between_resolutions_ms", 500)]
 
 
-def _free_port() -> int:
+def _port_free_everywhere() -> int:
     """A port free on every test address (each replica binds its own address, same port)."""
     for _ in range(20):
         with socket.socket() as s:
@@ -51,7 +51,7 @@ def _served_by(client: DreamClient, steps: int = 1, timeout: float = 30) -> str:
 
 
 def test_a_client_finds_a_replica_started_after_it_connected(tmp_path):
-    port = _free_port()
+    port = _port_free_everywhere()
     age = ("--max-connection-age", "1", "--max-connection-age-grace", "30")
     replicas = [_replica(tmp_path, i, port, *age) for i in range(2)]
     try:
@@ -73,10 +73,8 @@ def test_a_client_finds_a_replica_started_after_it_connected(tmp_path):
 
 
 def test_a_full_replica_is_routed_around(tmp_path):
-    port = _free_port()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        metrics_port = s.getsockname()[1]
+    port = _port_free_everywhere()
+    metrics_port = free_port()
     replicas = [_replica(tmp_path, i, port, "--max-queue", "0" if i == 0 else "4",
                          *(("--metrics-port", str(metrics_port)) if i == 0 else ())) for i in range(3)]
     try:

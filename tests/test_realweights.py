@@ -90,7 +90,7 @@ def test_vgg16_onnxruntime_agrees_with_torch(tmp_path):
 
 
 def test_dreamctl_evaluate_ranks_a_real_render(tmp_path):
-    """A 300-iteration render beats the photo on the style term; the photo beats noise on content."""
+    """A 60-iteration render beats the photo on the style term; the photo beats noise on content."""
     import json
     import subprocess
     import sys
@@ -109,7 +109,7 @@ def test_dreamctl_evaluate_ranks_a_real_render(tmp_path):
     styled = tmp_path / "styled.png"
     try:
         with DreamClient(srv.target) as c:
-            styled.write_bytes(c.style(content, [style], size=128, scales=1, iterations=300, timeout=900))
+            styled.write_bytes(c.style(content, [style], size=128, scales=1, iterations=60, timeout=900))
         r = subprocess.run([str(Path(sys.executable).parent / "dreamctl"), "--server", srv.target, "evaluate",
                             "--content", str(content), "--style", str(style), str(styled), str(content), str(noise),
                             "--json"], capture_output=True, text=True, timeout=300)

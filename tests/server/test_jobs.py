@@ -19,9 +19,10 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 from ..conftest import DATA, Dreamd
 
 CONTENT, STYLE = str(DATA / "chelsea_small.png"), str(DATA / "starry_small.png")
-# A style job of the tiny network that runs for several seconds on 2 cores, with a checkpoint
-# (the best image so far) every 10 steps.
-LONG = ["--size", "96", "--scales", "1", "--iterations", "1200"]
+# A style job of the tiny network that runs for a few seconds on 2 cores (10-30 ms a step), long
+# enough to be killed or stopped mid-way, with a checkpoint (the best image so far) every 10 steps.
+LONG_STEPS = 400
+LONG = ["--size", "96", "--scales", "1", "--iterations", str(LONG_STEPS)]
 
 
 def _wait_for(predicate, timeout: float = 60, every: float = 0.1):
@@ -52,7 +53,7 @@ def test_a_detached_render_outlives_its_killed_client(tmp_path):
             from dreamrender.client import DreamClient
             from dreamrender.v1 import dreamrender_pb2 as pb
             with DreamClient({d.target!r}) as c:
-                for ev in c.render_style({CONTENT!r}, [{STYLE!r}], size=96, scales=1, iterations=1200, detach=True):
+                for ev in c.render_style({CONTENT!r}, [{STYLE!r}], size=96, scales=1, iterations={LONG_STEPS}, detach=True):
                     if isinstance(ev, pb.Accepted):
                         print(ev.job_id, flush=True)
             """)], stdout=subprocess.PIPE, text=True)
@@ -64,11 +65,11 @@ def test_a_detached_render_outlives_its_killed_client(tmp_path):
         r = d.ctl("jobs", "watch", job_id, "-o", str(tmp_path / "out.png"), "--frames", str(tmp_path / "frames"))
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
-        assert "1200 steps" in r.stdout and "step 1200/1200" in r.stderr  # its remaining progress, to the end
+        assert f"{LONG_STEPS} steps" in r.stdout and f"step {LONG_STEPS}/{LONG_STEPS}" in r.stderr  # to the end
         assert list((tmp_path / "frames").iterdir())
         with DreamClient(d.target) as c:
             job = c.get_job(job_id)
-        assert job.state == pb.JOB_STATE_SUCCEEDED and job.done and job.detached and at_kill < 1200
+        assert job.state == pb.JOB_STATE_SUCCEEDED and job.done and job.detached and at_kill < LONG_STEPS
     finally:
         d.stop()
 
@@ -77,7 +78,7 @@ def test_without_detach_a_disconnect_still_cancels(tmp_path):
     d = Dreamd(tmp_path)
     try:
         with DreamClient(d.target) as c:
-            for ev in c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=1200, timeout=60):
+            for ev in c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=LONG_STEPS, timeout=60):
                 if isinstance(ev, pb.Accepted):
                     accepted = ev.job_id
                 if isinstance(ev, pb.Progress):
@@ -188,7 +189,7 @@ def test_a_job_on_replica_a_is_watched_to_completion_on_replica_b(tmp_path, redi
         job_id = a.ctl("style", CONTENT, STYLE, *LONG, "--detach").stdout.strip()
         r = b.ctl("jobs", "watch", job_id, "-o", str(tmp_path / "out.png"), timeout=180)
         assert r.returncode == 0, r.stderr
-        assert "step 1200/1200" in r.stderr and (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
+        assert f"step {LONG_STEPS}/{LONG_STEPS}" in r.stderr and (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
         with DreamClient(b.target) as c:
             job = c.get_job(job_id)
         assert job.server_id == "replica-a" and job.state == pb.JOB_STATE_SUCCEEDED

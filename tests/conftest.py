@@ -156,7 +156,7 @@ class Dreamd:
     """dreamd in its own process on 127.0.0.1 and a free port, with the tiny models by default."""
 
     def __init__(self, tmp_path: Path, *flags: str, data_dir: Path | None = None, env: dict | None = None,
-                 listen: str = "127.0.0.1:0") -> None:
+                 listen: str = "127.0.0.1:0", wait: bool = True) -> None:
         import subprocess
 
         self.data_dir = data_dir or tmp_path / "data"
@@ -168,11 +168,23 @@ class Dreamd:
         self.log_path = tmp_path / f"dreamd-{os.getpid()}-{id(self)}.log"
         self.proc = subprocess.Popen([str(BIN / "dreamd"), "--listen", listen, *self.flags],
                                      stdout=subprocess.PIPE, stderr=open(self.log_path, "w"), text=True, env=self.env)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> "Dreamd":
+        """Until dreamd says it listens (`wait=False` starts several at once: each takes 1.5 s)."""
         line = self.proc.stdout.readline()
         if not line.startswith("dreamd listening"):
             self.proc.wait(10)
             raise RuntimeError(self.log())
         self.target = line.split()[-1]
+        return self
+
+    @classmethod
+    def many(cls, starts: "list[tuple[tuple, dict]]") -> "list[Dreamd]":
+        """Start one dreamd per (args, kwargs) at once, then wait for each."""
+        procs = [cls(*args, **kwargs, wait=False) for args, kwargs in starts]
+        return [d.wait_ready() for d in procs]
 
     def ctl(self, *args: str, timeout: float = 120, env: dict | None = None):
         """Run dreamctl against this server; returns the CompletedProcess."""

@@ -166,13 +166,15 @@ def test_dockerfile_lints():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def _replica(tmp_path: Path, i: int) -> tuple[subprocess.Popen, str]:
+def _replicas(tmp_path: Path, n: int) -> list[tuple[subprocess.Popen, str]]:
+    """n dreamd processes, started at once (each takes 1.5 s to import torch and listen)."""
     env = dict(os.environ, DREAMRENDER_MODELS=str(tmp_path / "m"))
-    proc = subprocess.Popen([str(BIN / "dreamd"), "--listen", "127.0.0.1:0", "--device", "cpu", "--grace", "5",
-                             "--no-evaluator"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    line = proc.stdout.readline()
-    assert line.startswith("dreamd listening"), line
-    return proc, line.split()[-1]
+    procs = [subprocess.Popen([str(BIN / "dreamd"), "--listen", "127.0.0.1:0", "--device", "cpu", "--grace", "5",
+                               "--no-evaluator"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+             for _ in range(n)]
+    lines = [proc.stdout.readline() for proc in procs]
+    assert all(line.startswith("dreamd listening") for line in lines), lines
+    return [(proc, line.split()[-1]) for proc, line in zip(procs, lines)]
 
 
 def _wait_not_serving(target: str) -> None:
@@ -196,7 +198,7 @@ def _render(client: DreamClient) -> str:
 
 
 def test_renders_spread_over_replicas_and_survive_a_drain(tmp_path):
-    replicas = [_replica(tmp_path, i) for i in range(3)]
+    replicas = _replicas(tmp_path, 3)
     try:
         targets = [t for _, t in replicas]
         with DreamClient(",".join(targets)) as client:

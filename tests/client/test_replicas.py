@@ -39,9 +39,9 @@ def _port_free_everywhere() -> int:
     raise RuntimeError("no port free on all three loopback addresses")
 
 
-def _replica(tmp_path, i: int, port: int, *flags: str) -> Dreamd:
-    return Dreamd(tmp_path / f"r{i}", "--server-id", f"r{i}", "--no-evaluator", *flags,
-                  listen=f"{ADDRESSES[i]}:{port}")
+def _replica(tmp_path, i: int, port: int, *flags: str) -> tuple[tuple, dict]:
+    """Dreamd's arguments for replica i (Dreamd.many starts them at once)."""
+    return (tmp_path / f"r{i}", "--server-id", f"r{i}", "--no-evaluator", *flags), {"listen": f"{ADDRESSES[i]}:{port}"}
 
 
 def _served_by(client: DreamClient, steps: int = 1, timeout: float = 30) -> str:
@@ -53,13 +53,13 @@ def _served_by(client: DreamClient, steps: int = 1, timeout: float = 30) -> str:
 def test_a_client_finds_a_replica_started_after_it_connected(tmp_path):
     port = _port_free_everywhere()
     age = ("--max-connection-age", "1", "--max-connection-age-grace", "30")
-    replicas = [_replica(tmp_path, i, port, *age) for i in range(2)]
+    replicas = Dreamd.many([_replica(tmp_path, i, port, *age) for i in range(2)])
     try:
         with LocalDns("dreamd.test", ADDRESSES[:2]) as dns, \
                 DreamClient(f"dns://127.0.0.1:{dns.port}/dreamd.test:{port}", options=FAST_DNS) as client:
             before = {_served_by(client) for _ in range(6)}
             assert before == {"r0", "r1"}
-            replicas.append(_replica(tmp_path, 2, port, *age))
+            replicas += Dreamd.many([_replica(tmp_path, 2, port, *age)])
             dns.addresses = list(ADDRESSES)
             started, seen = time.monotonic(), []
             while "r2" not in seen and time.monotonic() - started < 15:
@@ -75,8 +75,8 @@ def test_a_client_finds_a_replica_started_after_it_connected(tmp_path):
 def test_a_full_replica_is_routed_around(tmp_path):
     port = _port_free_everywhere()
     metrics_port = free_port()
-    replicas = [_replica(tmp_path, i, port, "--max-queue", "0" if i == 0 else "4",
-                         *(("--metrics-port", str(metrics_port)) if i == 0 else ())) for i in range(3)]
+    replicas = Dreamd.many([_replica(tmp_path, i, port, "--max-queue", "0" if i == 0 else "4",
+                                     *(("--metrics-port", str(metrics_port)) if i == 0 else ())) for i in range(3)])
     try:
         # r0 runs a long render and may queue nothing more: every call to it is RESOURCE_EXHAUSTED.
         with DreamClient(replicas[0].target) as direct:

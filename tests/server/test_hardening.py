@@ -239,6 +239,14 @@ def test_overload_excess_refused_accepted_all_complete(models_dir, chelsea_bytes
 
 
 def _rss_mb() -> float:
+    """This process's resident memory after a collection and a heap trim: what is still held, not
+    the freed pages glibc keeps (which depend on what ran before in this worker, not on a leak)."""
+    import gc
+
+    from dreamrender.server.memory import trim_heap
+
+    gc.collect()
+    trim_heap()
     with open("/proc/self/status") as f:
         line = next(x for x in f if x.startswith("VmRSS"))
     return int(line.split()[1]) / 1024

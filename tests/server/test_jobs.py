@@ -19,10 +19,18 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 from ..conftest import DATA, Dreamd
 
 CONTENT, STYLE = str(DATA / "chelsea_small.png"), str(DATA / "starry_small.png")
-# A style job of the tiny network that runs for a few seconds on 2 cores (10-30 ms a step), long
+# A style job of the tiny network that runs for a few seconds on 2 cores (10-40 ms a step), long
 # enough to be killed or stopped mid-way, with a checkpoint (the best image so far) every 10 steps.
-LONG_STEPS = 400
+LONG_STEPS = 250
 LONG = ["--size", "96", "--scales", "1", "--iterations", str(LONG_STEPS)]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One dreamd for the tests that need no fresh one (each costs 1.5 s to start)."""
+    d = Dreamd(tmp_path_factory.mktemp("shared-dreamd"))
+    yield d
+    d.stop()
 
 
 def _wait_for(predicate, timeout: float = 60, every: float = 0.1):
@@ -74,20 +82,16 @@ def test_a_detached_render_outlives_its_killed_client(tmp_path):
         d.stop()
 
 
-def test_without_detach_a_disconnect_still_cancels(tmp_path):
-    d = Dreamd(tmp_path)
-    try:
-        with DreamClient(d.target) as c:
-            for ev in c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=LONG_STEPS, timeout=60):
-                if isinstance(ev, pb.Accepted):
-                    accepted = ev.job_id
-                if isinstance(ev, pb.Progress):
-                    break  # the caller goes away mid-render
-        with DreamClient(d.target) as c:
-            job = _wait_for(lambda: (j := c.get_job(accepted)).done and j)
-        assert job.state == pb.JOB_STATE_CANCELLED and job.error.code == "CANCELLED"
-    finally:
-        d.stop()
+def test_without_detach_a_disconnect_still_cancels(shared):
+    with DreamClient(shared.target) as c:
+        for ev in c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=LONG_STEPS, timeout=60):
+            if isinstance(ev, pb.Accepted):
+                accepted = ev.job_id
+            if isinstance(ev, pb.Progress):
+                break  # the caller goes away mid-render
+    with DreamClient(shared.target) as c:
+        job = _wait_for(lambda: (j := c.get_job(accepted)).done and j)
+    assert job.state == pb.JOB_STATE_CANCELLED and job.error.code == "CANCELLED"
 
 
 def test_a_restart_keeps_results_and_resumes_an_interrupted_job(tmp_path):
@@ -102,7 +106,7 @@ def test_a_restart_keeps_results_and_resumes_an_interrupted_job(tmp_path):
     def follow() -> None:
         try:
             with DreamClient(d.target) as c:
-                for ev in c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=300, detach=True,
+                for ev in c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=100, detach=True,
                                          request_id="follow-1", reattach=True, timeout=300):
                     if isinstance(ev, pb.Result):
                         outcome["result"] = ev
@@ -112,7 +116,7 @@ def test_a_restart_keeps_results_and_resumes_an_interrupted_job(tmp_path):
     def attached() -> None:  # a plain call, neither detached nor re-attaching: told which job stopped
         try:
             with DreamClient(d.target) as c:
-                for ev in c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=300, timeout=300):
+                for ev in c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=100, timeout=300):
                     if isinstance(ev, pb.Accepted):
                         outcome["attached_id"] = ev.job_id
         except DreamError as err:
@@ -183,8 +187,8 @@ def test_the_same_request_id_gives_one_job_and_one_render(tmp_path):
 
 
 def test_a_job_on_replica_a_is_watched_to_completion_on_replica_b(tmp_path, redis_server):
-    a = Dreamd(tmp_path / "a", "--job-store", redis_server.url, "--server-id", "replica-a")
-    b = Dreamd(tmp_path / "b", "--job-store", redis_server.url, "--server-id", "replica-b")
+    a, b = Dreamd.many([((tmp_path / name, "--job-store", redis_server.url, "--server-id", f"replica-{name}"), {})
+                        for name in ("a", "b")])
     try:
         job_id = a.ctl("style", CONTENT, STYLE, *LONG, "--detach").stdout.strip()
         r = b.ctl("jobs", "watch", job_id, "-o", str(tmp_path / "out.png"), timeout=180)
@@ -222,35 +226,28 @@ def test_another_tokens_job_is_not_found(tmp_path):
         d.stop()
 
 
-def test_bad_ids_name_the_field_and_unknown_ones_are_not_found(tmp_path):
-    d = Dreamd(tmp_path)
-    try:
-        for args, code, field in ((["jobs", "get", "not-an-id"], "INVALID_ARGUMENT", "[job_id]"),
-                                  (["jobs", "watch", "0123456789ABCDEF"], "INVALID_ARGUMENT", "[job_id]"),
-                                  (["jobs", "cancel", "0123456789abcdef"], "NOT_FOUND", ""),
-                                  (["jobs", "get", "0123456789abcdef"], "NOT_FOUND", ""),
-                                  (["jobs", "list", "--page-token", "x"], "INVALID_ARGUMENT", "[page_token]"),
-                                  (["style", CONTENT, STYLE, "--request-id", "has space", "-o", "x.png"],
-                                   "INVALID_ARGUMENT", "[request_id]")):
-            r = d.ctl(*args)
-            assert r.returncode == 1 and r.stderr.startswith(f"dreamctl: {code}{' ' + field if field else ''}"), \
-                (args, r.stderr)
-    finally:
-        d.stop()
+def test_bad_ids_name_the_field_and_unknown_ones_are_not_found(shared):
+    for args, code, field in ((["jobs", "get", "not-an-id"], "INVALID_ARGUMENT", "[job_id]"),
+                              (["jobs", "watch", "0123456789ABCDEF"], "INVALID_ARGUMENT", "[job_id]"),
+                              (["jobs", "cancel", "0123456789abcdef"], "NOT_FOUND", ""),
+                              (["jobs", "get", "0123456789abcdef"], "NOT_FOUND", ""),
+                              (["jobs", "list", "--page-token", "x"], "INVALID_ARGUMENT", "[page_token]"),
+                              (["style", CONTENT, STYLE, "--request-id", "has space", "-o", "x.png"],
+                               "INVALID_ARGUMENT", "[request_id]")):
+        r = shared.ctl(*args)
+        assert r.returncode == 1 and r.stderr.startswith(f"dreamctl: {code}{' ' + field if field else ''}"), \
+            (args, r.stderr)
 
 
-def test_cancel_job_stops_a_running_detached_job(tmp_path):
-    d = Dreamd(tmp_path)
-    try:
-        job_id = d.ctl("style", CONTENT, STYLE, *LONG, "--detach").stdout.strip()
-        _wait_for(lambda: _step(d, job_id) > 10)
-        r = d.ctl("jobs", "cancel", job_id)
-        assert r.returncode == 0 and "cancelled" in r.stdout, r.stdout + r.stderr
-        r = d.ctl("jobs", "watch", job_id, "-o", str(tmp_path / "x.png"))
-        assert r.returncode == 1 and r.stderr.splitlines()[-1].startswith("dreamctl: CANCELLED"), r.stderr
-        assert "cancelled by CancelJob" in r.stderr
-    finally:
-        d.stop()
+def test_cancel_job_stops_a_running_detached_job(shared, tmp_path):
+    d = shared
+    job_id = d.ctl("style", CONTENT, STYLE, *LONG, "--detach").stdout.strip()
+    _wait_for(lambda: _step(d, job_id) > 10)
+    r = d.ctl("jobs", "cancel", job_id)
+    assert r.returncode == 0 and "cancelled" in r.stdout, r.stdout + r.stderr
+    r = d.ctl("jobs", "watch", job_id, "-o", str(tmp_path / "x.png"))
+    assert r.returncode == 1 and r.stderr.splitlines()[-1].startswith("dreamctl: CANCELLED"), r.stderr
+    assert "cancelled by CancelJob" in r.stderr
 
 
 def test_a_full_store_refuses_detached_jobs_and_keeps_finished_results(tmp_path):

@@ -108,8 +108,8 @@ demo feed-forward style server/assets/chelsea.png server/assets/starry_night.jpg
   -o "$OUT/feedforward_chelsea_starry.png"
 
 step "Gatys style transfer (vgg16), starting from the feed-forward painting"
-# From the feed-forward painting, one scale of 24 L-BFGS iterations paints the strokes that the
-# default three scales of 100 from the photo take 9x as long to reach (README: Quick start).
+# From the feed-forward painting, one scale of 24 L-BFGS iterations already has the strokes and the
+# palette that the default three scales of 100 from the photo took 6x as long to reach (README).
 demo gatys style server/assets/chelsea.png server/assets/starry_night.jpg --init feed-forward \
   --size "${DEMO_STYLE_SIZE:-320}" --scales 1 --iterations 24 --every 4 -o "$OUT/style_chelsea_starry.png" \
   --frames "$OUT/style_frames"

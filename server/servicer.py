@@ -397,7 +397,9 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             models.append(pb.ModelInfo(
                 name=spec.name, description=spec.description, available=is_available(spec, self.cache.store),
                 layers=[pb.LayerInfo(name=layer.name, channels=layer.channels) for layer in spec.layers],
-                default_dream_layer=spec.default_dream_layer, supports_style=spec.supports_style, kind=spec.kind,
+                # A default objective of several layers reads "mixed3+mixed5" (display only).
+                default_dream_layer="+".join(spec.extra.get("default_dream_layers", (spec.default_dream_layer,))),
+                supports_style=spec.supports_style, kind=spec.kind,
                 presets=[pb.PresetInfo(index=i, name=f"preset {i}") for i in range(spec.presets)]))
         device = self.cache.device
         return pb.ListModelsResponse(models=models, device=str(device), native_bf16=native_bf16(device))

@@ -1,7 +1,7 @@
 """Checks on the real ImageNet weights (marker `realweights`; .ci/run pulls them first).
 
 Skipped only when the weights are not in the store ($DREAMRENDER_MODELS): pull them with
-`dreamctl models pull vgg16 mobilenet_v2`.
+`dreamctl models pull vgg16 vgg19 inception_v3 mobilenet_v2` (README command 1 does).
 """
 from __future__ import annotations
 
@@ -168,3 +168,55 @@ def test_vgg16_tiled_style_loss_and_gradient_equal_the_untiled():
         grads.append(x.grad)
     assert totals[1] == pytest.approx(totals[0], rel=1e-4)
     assert (grads[1] - grads[0]).abs().max() <= 1e-4 * grads[0].abs().max()
+
+
+def test_inception_v3_equals_the_fid_torchscript_file_on_a_photo():
+    """Our module with the file's tensors, against the file's own forward, on the photo at 299 px."""
+    net = need("inception_v3")
+    scripted = torch.jit.load(str(STORE.find("inception_v3", get_spec("inception_v3").sources)[0]), map_location="cpu")
+    x = torch.nn.functional.interpolate(photo(299), size=(299, 299), mode="bilinear")
+    with torch.no_grad():
+        ours = torch.nn.functional.avg_pool2d(net(x, ["mixed10"])["mixed10"], 8).reshape(1, -1)
+        theirs = scripted(x * 255 / 128 - 1)
+    assert (ours - theirs).abs().max().item() <= 1e-4
+
+
+def test_inception_v3_dream_raises_mixed3_and_mixed5():
+    net = need("inception_v3")
+    start = photo(160)
+    events: list = []
+    out = render_dream(net, start, settings=DreamSettings(
+        model="inception_v3", terms=(DreamTerm("mixed3"), DreamTerm("mixed5")), octaves=2, steps=10, precision="fp32"),
+        on_event=events.append)
+    with torch.no_grad():
+        before = sum(v.pow(2).mean() for v in net(start, ["mixed3", "mixed5"]).values())
+        after = sum(v.pow(2).mean() for v in net(out, ["mixed3", "mixed5"]).values())
+    assert after > 1.5 * before
+
+
+def test_vgg19_keras_file_gives_known_values():
+    """conv1_1 against an independent computation from the file's HWIO kernel; deeper layers
+    against the values this file gave when the loader was written (photo at 224x224)."""
+    net = need("vgg19")
+    x = torch.nn.functional.interpolate(photo(224), size=(224, 224), mode="bilinear")
+    with torch.no_grad():
+        out = net(x, ["conv1_1", "relu5_1", "relu5_4"])
+    state = net.net.state_dict()
+    kernel = state["features.0.weight"].permute(2, 3, 1, 0).numpy()  # back to HWIO
+    bgr = x[0].flip(0).permute(1, 2, 0).numpy() * 255 - np.array([103.939, 116.779, 123.68])
+    expected = np.einsum("hwc,hwco->o", bgr[99:102, 99:102], kernel) + state["features.0.bias"].numpy()
+    np.testing.assert_allclose(out["conv1_1"][0, :, 100, 100].numpy(), expected, rtol=1e-4, atol=1e-2)
+    assert out["relu5_1"].mean().item() == pytest.approx(35.5878, rel=1e-3)
+    assert out["relu5_4"].mean().item() == pytest.approx(1.72599, rel=1e-3)
+
+
+def test_vgg19_style_loss_falls():
+    net = need("vgg19")
+    content = photo(96)
+    style = resize_long_side(to_tensor(Image.open(DATA.parent.parent / "server" / "assets" / "starry_night.jpg")
+                                       .convert("RGB")), 96)
+    events: list = []
+    render_style(net, content, [style], settings=StyleSettings(model="vgg19", size=96, scales=1, iterations=20),
+                 on_event=events.append)
+    totals = [e.values["total"] for e in events if isinstance(e, Progress) and "total" in e.values]
+    assert totals[-1] < 0.5 * totals[0]

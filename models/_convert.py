@@ -64,8 +64,12 @@ def _keras_vgg_h5(path: Path) -> dict[str, torch.Tensor]:
 
 def _fid_inception_torchscript(path: Path) -> dict[str, torch.Tensor]:
     """The FID Inception v3 TorchScript file's tensors, keyed as models/_inception.py names them."""
+    import warnings
+
     prefix = "net.layers."
-    scripted = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript, but this file is TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(path), map_location="cpu")
     return {k[len(prefix):]: v.detach().clone() for k, v in scripted.state_dict().items() if k.startswith(prefix)}
 
 

@@ -2,6 +2,7 @@
 so that the loaders are tested offline: FID's Inception v3 TorchScript file and Keras' VGG19 .h5."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,9 @@ def write_fid_inception(path: Path, seed: int = 0) -> nn.Module:
         for name, p in wrapper.named_parameters():
             if name.endswith(".beta"):
                 p.normal_(0, 0.1)
-    scripted = torch.jit.trace(wrapper, torch.rand(1, 3, 96, 96))
+    with warnings.catch_warnings():  # TorchScript is deprecated, and the real file is TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.trace(wrapper, torch.rand(1, 3, 96, 96))
     path.parent.mkdir(parents=True, exist_ok=True)
     scripted.save(str(path))
     return scripted

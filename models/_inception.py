@@ -80,17 +80,19 @@ def _block_a(cin: int, pool_out: int) -> _Concat:  # mixed .. mixed_2 (35x35 at 
                    tower_2=_Chain(_ConvBN(cin, pool_out, 1), pool=_Pool("avg", 1, 1)))
 
 
+def _one_by_seven(cin: int, cout: int) -> _ConvBN:  # half of a factorised 7x7 convolution
+    return _ConvBN(cin, cout, (1, 7), padding=(0, 3))
+
+
+def _seven_by_one(cin: int, cout: int) -> _ConvBN:  # the other half
+    return _ConvBN(cin, cout, (7, 1), padding=(3, 0))
+
+
 def _block_c(mid: int) -> _Concat:  # mixed_4 .. mixed_7 (17x17): factorised 7x7 convolutions
-    def one_by_seven(cin: int, cout: int) -> _ConvBN:
-        return _ConvBN(cin, cout, (1, 7), padding=(0, 3))
-
-    def seven_by_one(cin: int, cout: int) -> _ConvBN:
-        return _ConvBN(cin, cout, (7, 1), padding=(3, 0))
-
     return _Concat(conv=_ConvBN(768, 192, 1),
-                   tower=_Chain(_ConvBN(768, mid, 1), one_by_seven(mid, mid), seven_by_one(mid, 192)),
-                   tower_1=_Chain(_ConvBN(768, mid, 1), seven_by_one(mid, mid), one_by_seven(mid, mid),
-                                  seven_by_one(mid, mid), one_by_seven(mid, 192)),
+                   tower=_Chain(_ConvBN(768, mid, 1), _one_by_seven(mid, mid), _seven_by_one(mid, 192)),
+                   tower_1=_Chain(_ConvBN(768, mid, 1), _seven_by_one(mid, mid), _one_by_seven(mid, mid),
+                                  _seven_by_one(mid, mid), _one_by_seven(mid, 192)),
                    tower_2=_Chain(_ConvBN(768, 192, 1), pool=_Pool("avg", 1, 1)))
 
 
@@ -135,9 +137,8 @@ class InceptionV3(nn.Sequential):
                   ("mixed_4", _block_c(128)), ("mixed_5", _block_c(160)), ("mixed_6", _block_c(160)),
                   ("mixed_7", _block_c(192)),
                   ("mixed_8", _Concat(tower=_Chain(_ConvBN(768, 192, 1), _ConvBN(192, 320, 3, stride=2)),
-                                      tower_1=_Chain(_ConvBN(768, 192, 1), _ConvBN(192, 192, (1, 7), padding=(0, 3)),
-                                                     _ConvBN(192, 192, (7, 1), padding=(3, 0)),
-                                                     _ConvBN(192, 192, 3, stride=2)),
+                                      tower_1=_Chain(_ConvBN(768, 192, 1), _one_by_seven(192, 192),
+                                                     _seven_by_one(192, 192), _ConvBN(192, 192, 3, stride=2)),
                                       pool=_Pool("max", 2, 0))),
                   ("mixed_9", _BlockE(1280, "avg")), ("mixed_10", _BlockE(2048, "max"))]
         for name, module in stem + blocks:

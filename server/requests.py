@@ -258,8 +258,7 @@ class RequestReader:
         spec = self.available_spec(s.model)
         if not s.terms:  # the model's default objective: one layer (some channels), or several
             channels = tuple(spec.extra.get("default_dream_channels", ()))
-            layers = spec.extra.get("default_dream_layers", (spec.default_dream_layer,))
-            s = dataclasses.replace(s, terms=tuple(DreamTerm(layer, channels) for layer in layers))
+            s = dataclasses.replace(s, terms=tuple(DreamTerm(layer, channels) for layer in spec.dream_layers))
         check_terms(spec.name, {layer.name: layer for layer in spec.layers}, s.terms)
         guide_size = self._guide_size(req, spec.min_side)  # every header is checked before anything decodes
         start = self._dream_start(req, s, spec.min_side)

@@ -398,7 +398,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 name=spec.name, description=spec.description, available=is_available(spec, self.cache.store),
                 layers=[pb.LayerInfo(name=layer.name, channels=layer.channels) for layer in spec.layers],
                 # A default objective of several layers reads "mixed3+mixed5" (display only).
-                default_dream_layer="+".join(spec.extra.get("default_dream_layers", (spec.default_dream_layer,))),
+                default_dream_layer="+".join(spec.dream_layers),
                 supports_style=spec.supports_style, kind=spec.kind,
                 presets=[pb.PresetInfo(index=i, name=f"preset {i}") for i in range(spec.presets)]))
         device = self.cache.device

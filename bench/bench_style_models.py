@@ -13,6 +13,7 @@ look at. Needs the models' weights in $DREAMRENDER_MODELS (dreamctl models pull 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import subprocess
@@ -36,19 +37,26 @@ def _tensor(path: Path):
     return to_tensor(Image.open(path).convert("RGB"))
 
 
+@functools.lru_cache(maxsize=None)
+def _net(model: str):
+    """The feature network, loaded once per process (the grid paints 9 images with each)."""
+    from dreamrender.models import get_model
+
+    return get_model(model)
+
+
 def _render(model: str, content: Path, style: Path, out: Path, **settings) -> dict:
     """One render in this process: wall time, s/iter of the last scale, the image saved to `out`."""
     import torch
     from PIL import Image
 
-    from dreamrender.models import get_model
     from dreamrender.server.engine import render_style
     from dreamrender.server.engine.events import Progress
     from dreamrender.server.engine.imaging import to_uint8
     from dreamrender.settings import StyleSettings
 
     torch.manual_seed(0)
-    net = get_model(model)
+    net = _net(model)
     stamps: list[tuple[int, int, float]] = []  # (scale, step, time)
 
     def sink(event) -> None:

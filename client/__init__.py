@@ -11,8 +11,9 @@ Modules: `_sdk` (the sync and asyncio clients, request builders), `cli` (`dreamc
 from .scoring import Scorer as LocalScorer
 from .scoring import StyleTerms
 
+from ._gan import sample_request, train_request
 from ._sdk import (AsyncDreamClient, DreamClient, DreamError, dream_request, evaluate_request, final_result,
                    image_message, style_request)
 
 __all__ = ["DreamClient", "AsyncDreamClient", "DreamError", "LocalScorer", "StyleTerms", "dream_request",
-           "style_request", "evaluate_request", "image_message", "final_result"]
+           "style_request", "evaluate_request", "image_message", "final_result", "train_request", "sample_request"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Iterator, Sequence, Union
+from typing import Any, AsyncIterator, Iterable, Iterator, Sequence
 
 import grpc
 
@@ -14,23 +14,14 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
 from ._errors import DreamError
+from ._gan import AsyncGanCalls, GanCalls
+from ._messages import ImageInput, event_of, final_result, image_message, result_format_number, Reassembler
 from ._jobs import AsyncJobCalls, JobCalls
 
 __all__ = ["DreamClient", "AsyncDreamClient", "DreamError", "ImageInput", "Metadata",
            "dream_request", "style_request", "evaluate_request", "image_message", "final_result"]
 
-ImageInput = Union[str, Path, bytes, "pb.Image"]
 Metadata = Sequence[tuple[str, str]]
-_MEDIA = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg"}
-
-
-def image_message(image: ImageInput) -> pb.Image:
-    """An Image message from a path, raw bytes, or an Image message."""
-    if isinstance(image, pb.Image):
-        return image
-    data = image if isinstance(image, bytes) else Path(image).read_bytes()
-    media = next((m for magic, m in _MEDIA.items() if data.startswith(magic)), "")
-    return pb.Image(data=data, media_type=media)
 
 
 def _preview(preview: dict[str, Any] | None) -> dict[str, Any]:
@@ -52,7 +43,7 @@ def dream_request(image: ImageInput | None = None, *, model: str = "", layer: st
     features the dream grows toward. `result_format`: png or jpeg for a still (default png), webp
     or gif for a zoom animation (default webp). `detach`: the job goes on when the caller leaves;
     `request_id`: an idempotency key (a retry re-attaches to the same job)."""
-    req = pb.RenderDreamRequest(model=model, result_format=_result_format(result_format), detach=detach,
+    req = pb.RenderDreamRequest(model=model, result_format=result_format_number(result_format), detach=detach,
                                 request_id=request_id, **_preview(preview))
     if guide is not None:
         req.guide.CopyFrom(image_message(guide))
@@ -102,7 +93,7 @@ def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: s
     imply `method="feed_forward"` and take the place of style images.
     """
     req = pb.RenderStyleRequest(model=model, content=image_message(content), detach=detach, request_id=request_id,
-                                result_format=_result_format(result_format), **_preview(preview))
+                                result_format=result_format_number(result_format), **_preview(preview))
     _add_styles(req, styles, style_weights, style_scales, content_layers, style_layers)
     for p in presets:
         index, weight = (p, 1.0) if isinstance(p, int) else p
@@ -126,48 +117,6 @@ def evaluate_request(content: ImageInput, styles: Sequence[ImageInput], candidat
     wire.fill_request(req, StyleSettings, {"content_weight": content_weight, "style_weight": style_weight,
                                             "tv_weight": tv_weight})
     return req
-
-
-def _result_format(fmt: str | None) -> int:
-    """The wire value (None: the server's default for the render: png, or webp for an animation)."""
-    if fmt is None:
-        return pb.IMAGE_FORMAT_UNSPECIFIED
-    number = wire.enum_number(pb.ImageFormat.DESCRIPTOR, fmt)
-    if number is None:
-        raise ValueError(f"result_format must be one of {', '.join(wire.enum_names(pb.ImageFormat.DESCRIPTOR))}, "
-                         f"not {fmt!r}")
-    return number
-
-
-def _event(response: Any) -> Any:
-    return getattr(response, response.WhichOneof("event"))
-
-
-class _Reassembler:
-    """Joins ResultChunk messages into the Result that follows them."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def feed(self, ev: Any) -> Any | None:
-        if isinstance(ev, pb.ResultChunk):
-            self.parts.append(ev.data)
-            return None
-        if isinstance(ev, pb.Result) and self.parts:
-            ev.image.data = b"".join(self.parts)
-            self.parts = []
-        return ev
-
-
-def final_result(events: Iterable[Any]) -> pb.Result:
-    """The Result message at the end of an event stream."""
-    result = None
-    for ev in events:
-        if isinstance(ev, pb.Result):
-            result = ev
-    if result is None:
-        raise DreamError(grpc.StatusCode.INTERNAL, "stream ended without a result")
-    return result
 
 
 def _read(value: str | Path | bytes | None) -> bytes | None:
@@ -259,7 +208,7 @@ class _Common:
         return self._reattaching(start, timeout) if reattach else start(timeout)  # type: ignore[attr-defined]
 
 
-class DreamClient(_Common, JobCalls):
+class DreamClient(_Common, JobCalls, GanCalls):
     """Blocking client. Use as a context manager; every call takes `timeout` (s) and `metadata`.
 
         with DreamClient("localhost:50051") as c:
@@ -284,10 +233,10 @@ class DreamClient(_Common, JobCalls):
             self._channel = None
 
     def _stream(self, call: Any) -> Iterator[Any]:
-        joiner = _Reassembler()
+        joiner = Reassembler()
         try:
             for response in call:
-                ev = joiner.feed(_event(response))
+                ev = joiner.feed(event_of(response))
                 if ev is not None:
                     yield ev
         except grpc.RpcError as err:
@@ -355,7 +304,7 @@ class DreamClient(_Common, JobCalls):
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
 
-class AsyncDreamClient(_Common, AsyncJobCalls):
+class AsyncDreamClient(_Common, AsyncJobCalls, AsyncGanCalls):
     """asyncio client: `async with AsyncDreamClient(target) as c: async for ev in c.render_dream(...)`."""
 
     async def __aenter__(self) -> "AsyncDreamClient":
@@ -370,10 +319,10 @@ class AsyncDreamClient(_Common, AsyncJobCalls):
         await self._channel.close()
 
     async def _stream(self, call: Any) -> AsyncIterator[Any]:
-        joiner = _Reassembler()
+        joiner = Reassembler()
         try:
             async for response in call:
-                ev = joiner.feed(_event(response))
+                ev = joiner.feed(event_of(response))
                 if ev is not None:
                     yield ev
         except grpc.RpcError as err:

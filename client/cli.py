@@ -17,6 +17,7 @@ from dreamrender.settings import (STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, Drea
                                   StyleSettings, choices_of, default_of, setting_fields)
 from dreamrender.v1 import dreamrender_pb2 as pb
 
+from ._gan_cli import add_gan_parser, run_gan
 from ._dream_cli import DREAM_EXAMPLES, add_objective_flags, animation_format, dream_terms
 from ._sdk import DreamClient, DreamError
 from ._jobs_cli import add_detach_flags, add_jobs_parser, run_jobs
@@ -32,7 +33,7 @@ _STYLE_EXAMPLES = """examples:
 """
 
 # Short names the issue asked for, beside the derived ones.
-_ALIASES = {"tile_size": ["--tile"], "learning_rate": ["--lr"], "optimizer": ["--optimiser"]}
+_ALIASES = {"tile_size": ["--tile"], "learning_rate": ["--lr"], "optimizer": ["--optimiser"], "count": ["-n"]}
 
 
 def _choice(value: str) -> str:
@@ -139,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     add_sheet_parser(sub)
     add_jobs_parser(sub)
+    add_gan_parser(sub, _add_settings, _add_preview)
     sub.add_parser("health", help="check the server's health")
     return p
 
@@ -287,8 +289,8 @@ def _style(client: DreamClient, args: argparse.Namespace) -> int:
     return _run_render(events, args)
 
 
-def _job_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    if not args.output and not args.detach:
+def _job_kwargs(args: argparse.Namespace, output_needed: bool = True) -> dict[str, Any]:
+    if output_needed and not args.output and not args.detach:
         raise SystemExit(f"dreamctl {args.command}: -o/--output is required (or --detach)")
     return {"detach": args.detach, "request_id": args.request_id, "reattach": bool(args.request_id)}
 
@@ -299,6 +301,9 @@ def _models(client: DreamClient, args: argparse.Namespace) -> int:
     print(f"device {catalog.device or '?'} ({bf16})")
     for m in catalog.models:
         state = "available" if m.available else "not pulled"
+        if m.kind in ("generator", "dataset"):
+            print(f"{m.name:20s} {state:10s} {m.kind}: {m.description}")
+            continue
         if m.kind == "feed_forward":
             presets = f", presets {m.presets[0].index}-{m.presets[-1].index}" if m.presets else ""
             print(f"{m.name:20s} {state:10s} feed-forward{presets}: {m.description}")
@@ -399,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return render_sheet(client, args)
             if args.command == "jobs":
                 return run_jobs(client, args, _run_render)
+            if args.command == "gan":
+                return run_gan(client, args, run_render=_run_render, settings_kwargs=_settings_kwargs,
+                               preview_opts=_preview_opts, job_kwargs=_job_kwargs)
             status = client.health(timeout=args.timeout or 10)
             print(status)
             return 0 if status == "SERVING" else 1

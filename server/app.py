@@ -29,6 +29,7 @@ from .engine.sizing import MiB
 from .evaluator import Evaluator
 from .jobs import JobStore, open_store
 from .memory import freeze_startup_objects, keep_heap, machine_memory, thaw_startup_objects
+from .datasets import DataLimits
 from .requests import Limits, RequestReader
 from .scheduler import Scheduler
 from .servicer import DreamRenderServicer, ModelCache
@@ -73,7 +74,10 @@ class ServerConfig:
     max_job_memory: int = _cfg(0, "MB one job may need at its peak, estimated from its settings before it starts; "
                                   "past it RESOURCE_EXHAUSTED naming both figures (0: 80%% of the machine's or "
                                   "container's memory)")
-    max_frames: int = _cfg(300, "frames one zoom animation may have (zoom_frames)")
+    max_frames: int = _cfg(300, "frames one zoom animation or latent walk may have (zoom_frames, walk)")
+    max_train_images: int = _cfg(20_000, "images one TrainGenerator request may bring (counted from an archive's "
+                                         "directory before any is read)")
+    max_train_mb: int = _cfg(512, "MiB an archive's images may take uncompressed (from its directory or headers)")
     max_message_mb: int = _cfg(MAX_MESSAGE_MB, "largest gRPC message in MiB, each way")
     pull: tuple[str, ...] = _cfg((), "fetch this model's weights at start (repeatable)", metavar="MODEL")
     grace: float = _cfg(30.0, "seconds running jobs get to finish on SIGTERM")
@@ -267,7 +271,8 @@ def create_server(config: ServerConfig) -> Server:
     evaluator = Evaluator(store, threads=config.evaluator_threads, enabled=config.evaluator)
     limits = Limits(config.max_input_pixels, config.max_side, config.max_work,
                     max_job_memory=(config.max_job_memory or int(0.8 * machine_memory() / MiB)) * MiB,
-                    evaluator=config.evaluator, max_frames=config.max_frames)
+                    evaluator=config.evaluator, max_frames=config.max_frames,
+                    data=DataLimits(config.max_train_images, config.max_train_mb * MiB, config.max_input_pixels))
     requests = RequestReader(limits=limits, store=store,
                              default_dream_model=config.default_dream_model,
                              default_style_model=config.default_style_model)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,19 +16,21 @@ import torch
 
 from dreamrender import wire
 from dreamrender.errors import InvalidArgumentError, ResourceLimitError
-from dreamrender.models import (FEED_FORWARD_MODELS, ModelSpec, ModelStore, WeightsError, get_spec, is_available,
-                               list_specs)
-from dreamrender.settings import (DreamSettings, DreamTerm, PresetWeight, PreviewSettings, StyleImageSettings,
-                                  StyleLayer, StyleSettings, default_of, style_side, validate)
+from dreamrender.models import (FEED_FORWARD_MODELS, GeneratorInfo, GeneratorStore, ModelSpec, ModelStore, WeightsError,
+                               check_generator_name, get_spec, is_available, list_specs)
+from dreamrender.settings import (GAN_SIZES, DreamSettings, DreamTerm, GanSettings, PresetWeight, PreviewSettings,
+                                  SampleSettings, StyleImageSettings, StyleLayer, StyleSettings, default_of, style_side,
+                                  validate)
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from .codec import decode_image, probe_image
+from .datasets import DataLimits, TrainingData, load_mnist, read_archive, read_images
 from .engine.dream import GUIDE_SIDE, check_lap_levels, check_terms, check_tile_size, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
-from .engine.sizing import MiB, dream_memory, style_memory
+from .engine.sizing import MiB, dream_memory, gan_memory, style_memory
 from .engine.style import check_content_side, check_layers, render_sizes, style_work
 
-__all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "RequestReader", "MAX_CANDIDATES", "result_format", "check_strings",
+__all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "TrainJob", "SampleJob", "RequestReader", "MAX_CANDIDATES", "result_format", "check_strings",
            "dream_settings", "style_settings", "evaluate_settings"]
 
 MAX_CANDIDATES = 32
@@ -59,6 +62,7 @@ class Limits:
     max_job_memory: int = 0  # bytes one job may add at its peak (engine.sizing estimates it); 0: no limit
     evaluator: bool = True  # checkpoint scoring runs beside the render (its memory counts)
     max_frames: int = 300  # frames of one zoom animation
+    data: DataLimits = DataLimits()  # what one TrainGenerator request may bring
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,26 @@ class EvaluateJob:
     content: np.ndarray
     styles: tuple[np.ndarray, ...]
     candidates: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    settings: GanSettings
+    data: TrainingData
+
+    @property
+    def pixels(self) -> int:
+        """Pixels the job holds while it waits (uint8, so a quarter of a float image's)."""
+        return self.data.images.numel() // 12
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    settings: SampleSettings
+    info: GeneratorInfo
+    onnx: Path
+    result_format: str = "png"  # png or jpeg; webp or gif for a walk
+    pixels: int = 0
 
 
 # -- request fields -> settings ------------------------------------------------------------
@@ -413,3 +437,63 @@ class RequestReader:
                                                    self._content_size(req))
         cands = tuple(self.image(c, f"candidates[{i}]", size=sizes[i]).numpy() for i, c in enumerate(req.candidates))
         return EvaluateJob(s, content.numpy(), tuple(x.numpy() for x in styles), cands)
+
+    def train(self, req: pb.TrainGeneratorRequest) -> TrainJob:
+        """A TrainGenerator request's settings and data (every limit checked before decoding)."""
+        check_strings(req)
+        values = wire.read_request(req, GanSettings)
+        s = GanSettings(name=check_generator_name(req.name), preview=_preview(req, default_of(GanSettings, "preview")),
+                        **values)
+        validate(s)
+        if s.size not in GAN_SIZES:
+            raise InvalidArgumentError("size", f"{s.size} px is not offered", [str(x) for x in GAN_SIZES])
+        if s.channels not in (0, 1, 3):
+            raise InvalidArgumentError("channels", f"{s.channels} channels", ["1", "3"])
+        own = s.dataset == "images"
+        if s.conditional and own:
+            raise InvalidArgumentError("conditional", "the caller's images have no labels", "dataset mnist or mnist_full")
+        if not own and (req.images or req.archive):
+            raise InvalidArgumentError("images" if req.images else "archive", f"given with dataset {s.dataset}",
+                                       "images or an archive only with dataset images")
+        if own and req.images and req.archive:
+            raise InvalidArgumentError("archive", "given together with images", "images or one archive, not both")
+        if own and not req.images and not req.archive:
+            raise InvalidArgumentError("images", "dataset images but no images or archive", "images, or an archive")
+        if own and len(req.images) > self.limits.data.max_images:
+            raise InvalidArgumentError("images", f"{len(req.images):,} images",
+                                       f"at most {self.limits.data.max_images:,}")
+        self.check_memory(gan_memory(s, self._dataset_size(req, s)), "batch", f"batch {s.batch} at {s.size} px")
+        kw = dict(size=s.size, channels=s.image_channels, limits=self.limits.data)
+        if s.dataset in ("mnist", "mnist_full"):
+            self.available_spec(s.dataset, kind="dataset")
+            data = load_mnist(self.store, s.dataset, s.size, s.image_channels)
+        elif req.archive:
+            data = read_archive(req.archive, **kw)
+        else:
+            data = read_images([(f"images[{i}]", im.data) for i, im in enumerate(req.images)], **kw)
+        return TrainJob(s, data)
+
+    def _dataset_size(self, req: pb.TrainGeneratorRequest, s: GanSettings) -> int:
+        """Images the run will hold (before any is read): MNIST's count, or the request's."""
+        return {"mnist": 5_000, "mnist_full": 50_000}.get(s.dataset, len(req.images) or self.limits.data.max_images)
+
+    def sample(self, req: pb.RenderSampleRequest, namespace: str) -> SampleJob:
+        """A RenderSample request: settings, and the generator (the caller's or the catalog's)."""
+        check_strings(req)
+        values = wire.read_request(req, SampleSettings)
+        s = SampleSettings(generator=req.generator, preview=_preview(req, default_of(SampleSettings, "preview")),
+                           **values)
+        validate(s)
+        fmt = result_format(req, animation=s.walk > 0)
+        if s.walk > self.limits.max_frames:
+            raise InvalidArgumentError("walk", f"{s.walk} frames are over the server's limit",
+                                       f"at most {self.limits.max_frames} (dreamd --max-frames)")
+        info, path = GeneratorStore(self.store).get(req.generator, namespace)
+        if s.label >= 0 and not info.classes:
+            raise InvalidArgumentError("label", f"{info.name} is not conditional", "no label (or -1)")
+        if s.label >= info.classes > 0:
+            raise InvalidArgumentError("label", f"class {s.label} does not exist", f"0 to {info.classes - 1}")
+        side = s.cell_side or info.size
+        grid = 1 if s.walk else s.count
+        self.check_side(side * int(np.ceil(np.sqrt(grid))), "cell_side" if s.cell_side else "count")
+        return SampleJob(s, info, path, fmt, pixels=side * side * grid)

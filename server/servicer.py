@@ -11,11 +11,12 @@ from typing import Any, AsyncIterator, Callable
 
 import torch
 
-from dreamrender.models import (FEED_FORWARD_MODELS, FeatureNet, ModelStore, get_model, is_available, list_specs,
-                               weights_path)
+from dreamrender.models import (FEED_FORWARD_MODELS, SHARED, FeatureNet, GeneratorStore, ModelStore, get_model,
+                               is_available, list_specs, weights_path)
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
+from ._gan_work import Sessions, inception_loader, sample_body, train_body
 from ._interceptor import CallOutcome, ended_as, status_for
 from ._security import caller_of
 from .engine import native_bf16, render_dream, render_style
@@ -30,7 +31,7 @@ from .jobs import QUEUED, JobRecord, JobStore
 from .jobs.journal import Journal
 from .jobs.service import JobBook, check_request_id
 from .memory import release_memory, trim_heap
-from .requests import DreamJob, RequestReader, StyleJob
+from .requests import DreamJob, RequestReader, SampleJob, StyleJob, TrainJob
 from .responses import to_responses
 from .scheduler import Job, Scheduler
 
@@ -129,12 +130,13 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         self.requests = requests
         self.server_id = server_id
         self.decoder = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="decode")
+        self.sessions = Sessions()  # generators' onnxruntime sessions
 
-    async def _read(self, read: Callable[[Any], Any], request: Any) -> Any:
+    async def _read(self, read: Callable[..., Any], request: Any, *args: Any) -> Any:
         """Check and decode a request in the decode threads, never on the event loop (an 8000x8000
         PNG takes seconds to decode, and health checks must answer meanwhile). Two at a time:
         that also bounds the memory that decoding in flight holds."""
-        return await asyncio.get_running_loop().run_in_executor(self.decoder, read, request)
+        return await asyncio.get_running_loop().run_in_executor(self.decoder, read, request, *args)
 
     async def keep_jobs(self, every: float = 10.0) -> None:
         """Upkeep of the job store, every `every` s: say this replica is alive, drop expired
@@ -185,12 +187,23 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 request.init = pb.STYLE_INIT_IMAGE
                 request.init_image.CopyFrom(pb.Image(data=rec.checkpoint, media_type="image/png"))
             work = self._style_work(await self._read(self.requests.style, request))
+        elif rec.kind == "TrainGenerator":  # from its last epoch's saved state (see _gan_work)
+            request = pb.TrainGeneratorRequest.FromString(rec.request)
+            work = self._train_work(await self._read(self.requests.train, request), self._namespace(rec.owner),
+                                    resume=True)
+        elif rec.kind == "RenderSample":
+            request = pb.RenderSampleRequest.FromString(rec.request)
+            work = self._sample_work(await self._read(self.requests.sample, request, self._namespace(rec.owner)))
         else:  # a dream starts afresh: dreaming its partial picture again would compound the effect
             request = pb.RenderDreamRequest.FromString(rec.request)
             work = self._dream_work(await self._read(self.requests.dream, request))
         await self._submit(work, rec, rec.owner or "resumed")
         log.info("job %s %s resumed (from %s)", rec.id, rec.kind, "its checkpoint" if rec.checkpoint else "the start",
                  extra={"job_id": rec.id, "rpc": rec.kind})
+
+    def _namespace(self, owner: str) -> str:
+        """Where a caller's generators live: its own with tokens on, else one shared by all."""
+        return owner if self.callers_by_token and owner else SHARED
 
     def _owner(self, metadata: Any, peer: str) -> str:
         """Who owns the jobs a call starts, and whose request_ids it shares: its token (hashed)
@@ -339,7 +352,35 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         return Work("RenderStyle", pb.RenderStyleResponse, feed_forward if s.method == "feed_forward" else optimize,
                     s.preview.format, job.result_format, job.pixels)
 
+    def _train_work(self, job: TrainJob, namespace: str, *, resume: bool = False) -> Work:
+        body = train_body(job, store=self.cache.store, namespace=namespace, device=self.cache.device, resume=resume,
+                          inception=inception_loader(self.cache.store, self.cache.get))
+        return Work("TrainGenerator", pb.TrainGeneratorResponse, body, job.settings.preview.format, "png", job.pixels)
+
+    def _sample_work(self, job: SampleJob) -> Work:
+        s, body = job.settings, sample_body(job, self.sessions)
+        if s.walk:
+            still = body
+
+            def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
+                still(_animated(sink, AnimationWriter(job.result_format, s.frame_ms)), cancel)
+
+        return Work("RenderSample", pb.RenderSampleResponse, body, s.preview.format, job.result_format, job.pixels)
+
     # -- RPCs --------------------------------------------------------------------------
+    async def TrainGenerator(self, request: pb.TrainGeneratorRequest,
+                             context: Any) -> AsyncIterator[pb.TrainGeneratorResponse]:
+        namespace = self._namespace(self._owner(context.invocation_metadata(), context.peer()))
+        job = await self._read(self.requests.train, request)
+        async for r in self._stream(self._train_work(job, namespace), request, context):
+            yield r
+
+    async def RenderSample(self, request: pb.RenderSampleRequest, context: Any) -> AsyncIterator[pb.RenderSampleResponse]:
+        namespace = self._namespace(self._owner(context.invocation_metadata(), context.peer()))
+        job = await self._read(self.requests.sample, request, namespace)
+        async for r in self._stream(self._sample_work(job), request, context):
+            yield r
+
     async def RenderDream(self, request: pb.RenderDreamRequest, context: Any) -> AsyncIterator[pb.RenderDreamResponse]:
         job = await self._read(self.requests.dream, request)
         async for r in self._stream(self._dream_work(job), request, context):
@@ -401,5 +442,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 default_dream_layer="+".join(spec.dream_layers),
                 supports_style=spec.supports_style, kind=spec.kind,
                 presets=[pb.PresetInfo(index=i, name=f"preset {i}") for i in range(spec.presets)]))
+        namespace = self._namespace(self._owner(context.invocation_metadata(), context.peer()))
+        for g in await asyncio.to_thread(GeneratorStore(self.cache.store).trained, namespace):
+            models.append(pb.ModelInfo(name=g.name, description=g.description, available=True, kind="generator"))
         device = self.cache.device
         return pb.ListModelsResponse(models=models, device=str(device), native_bf16=native_bf16(device))

@@ -77,3 +77,40 @@ def write_keras_vgg19_h5(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
             if "_conv" not in name:
                 f.create_group(name)
     return kernels
+
+
+def _digit_like(label: int, rng: np.random.Generator) -> np.ndarray:
+    """A 28x28 uint8 picture that a classifier can tell by its label: a bar at a place and angle
+    of the label's own (MNIST's size and value range, not its shapes)."""
+    img = np.zeros((28, 28), np.uint8)
+    yy, xx = np.mgrid[0:28, 0:28]
+    angle = label * np.pi / 10
+    cy, cx = 14 + rng.integers(-1, 2), 14 + rng.integers(-1, 2)
+    dist = np.abs((yy - cy) * np.cos(angle) - (xx - cx) * np.sin(angle))
+    along = np.abs((yy - cy) * np.sin(angle) + (xx - cx) * np.cos(angle))
+    img[(dist < 2) & (along < 4 + label)] = 255
+    return img
+
+
+def write_mnist_standins(root: Path, per_class: int = 20, seed: int = 0) -> None:
+    """Tiny `mnist` (the csv.gz of 784 pixels and a label per row) and `mnist_full` (the pickle of
+    train/val/test arrays, pixels as k/256 float32) files where the store looks for the real ones."""
+    import gzip
+    import pickle
+
+    from dreamrender.models import ModelStore, get_spec
+
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), per_class)
+    images = np.stack([_digit_like(int(k), rng) for k in labels])
+    store = ModelStore(root)
+    csv = store.path("mnist", get_spec("mnist").sources[0])
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    rows = np.concatenate([images.reshape(len(labels), -1), labels[:, None]], 1)
+    with gzip.open(csv, "wt") as f:
+        f.write("\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    part = (images.reshape(len(labels), -1).astype(np.float32) / 256, labels.astype(np.int64))
+    pkl = store.path("mnist_full", get_spec("mnist_full").sources[0])
+    pkl.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(pkl, "wb") as f:
+        pickle.dump((part, part, part), f, protocol=2)

@@ -63,11 +63,13 @@ class ServerThread:
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
-    """A model store with the tiny feed-forward stand-ins (the tiny feature net needs no file)."""
+    """A model store with the tiny feed-forward and MNIST stand-ins (the tiny feature net needs no file)."""
+    from ._standins import write_mnist_standins
     from ._tiny_ff import write_tiny_feed_forward
 
     root = tmp_path_factory.mktemp("models")
     write_tiny_feed_forward(root)
+    write_mnist_standins(root)
     return root
 
 

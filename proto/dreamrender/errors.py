@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-__all__ = ["InvalidArgumentError", "ResourceLimitError", "quoted", "describe"]
+__all__ = ["InvalidArgumentError", "ResourceLimitError", "NotFoundError", "quoted", "describe"]
 
 # How much of a caller's string an error message repeats: a 4,000-character layer name echoed
 # whole pushed the status past the client's metadata limit, hiding the field violation.
@@ -50,3 +50,13 @@ class ResourceLimitError(InvalidArgumentError):
     """A valid request that needs more than the server grants one job (memory): RESOURCE_EXHAUSTED,
     with the field to change named as for INVALID_ARGUMENT. Retrying will not help; asking for
     less will."""
+
+
+class NotFoundError(InvalidArgumentError):
+    """A request names something that does not exist for this caller (a generator): NOT_FOUND,
+    with the field named and what does exist listed, as for INVALID_ARGUMENT. Another token's
+    generator is reported the same way, so its existence is not given away."""
+
+    def __init__(self, field: str, problem: str, existing: Iterable[str]) -> None:
+        names = list(existing)
+        super().__init__(field, problem, f"one of the existing: {', '.join(names)}" if names else "none exists yet")

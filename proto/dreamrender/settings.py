@@ -16,7 +16,7 @@ from .errors import InvalidArgumentError, quoted
 __all__ = ["PreviewSettings", "DreamTerm", "DreamSettings", "StyleLayer", "StyleImageSettings", "PresetWeight",
            "StyleSettings", "validate", "setting_fields", "default_of", "choices_of", "DEFAULT_MODEL", "STYLE_CONTENT_LAYERS",
            "STYLE_STYLE_LAYERS", "MAX_MESSAGE_MB", "PRECISION_CHOICES", "style_side", "long_side_floor",
-           "LARGE_SCALE_PIXELS"]
+           "LARGE_SCALE_PIXELS", "GanSettings", "SampleSettings", "GAN_SIZES", "GAN_DATASETS"]
 
 # The network both render kinds use unless a request (or dreamd's --default-*-model) names another.
 DEFAULT_MODEL = "vgg16"
@@ -178,6 +178,64 @@ class StyleSettings:
         if self.learning_rate > 0:
             return self.learning_rate
         return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+
+# Image sides a DCGAN trains at: MNIST's own 28, CIFAR's 32, and 64 (the DCGAN paper's LSUN side).
+GAN_SIZES = (28, 32, 64)
+# Training data: two MNIST sets pulled with SHA-256 like weights, or the caller's own images.
+GAN_DATASETS = ("mnist", "mnist_full", "images")
+
+
+@dataclass(frozen=True)
+class GanSettings:
+    """DCGAN training settings. Defaults follow Radford et al. (Adam 2e-4, beta1 0.5) and the
+    TensorFlow DCGAN tutorial (batch 64, 5 epochs, one-sided label smoothing 0.1)."""
+
+    name: str = _opt("", "name the trained generator is registered under in the model store", cli=False)
+    dataset: str = _opt("mnist", "training images: mnist (5,000 digits), mnist_full (50,000) or the caller's images",
+                        choices=GAN_DATASETS)
+    size: int = _opt(28, f"image side the generator makes, one of {', '.join(map(str, GAN_SIZES))}", lo=28, hi=64)
+    channels: int = _opt(0, "image channels, 1 (grey) or 3 (RGB); 0: 1 for MNIST, 3 for the caller's images",
+                         lo=0, hi=3)
+    latent: int = _opt(100, "length of the noise vector z", lo=2, hi=512)
+    batch: int = _opt(64, "images per training step", lo=2, hi=1024)
+    epochs: int = _opt(5, "passes over the data (ignored when --steps is set)", lo=1, hi=10_000)
+    steps: int = _opt(0, "training steps in all (0: --epochs passes)", lo=0, hi=10_000_000)
+    lr_g: float = _opt(2e-4, "Adam learning rate of the generator", lo=0.0, hi=1.0, lo_open=True)
+    lr_d: float = _opt(2e-4, "Adam learning rate of the discriminator", lo=0.0, hi=1.0, lo_open=True)
+    beta1: float = _opt(0.5, "Adam beta1 of both networks", lo=0.0, hi=1.0)
+    beta2: float = _opt(0.999, "Adam beta2 of both networks", lo=0.0, hi=1.0)
+    label_smoothing: float = _opt(0.1, "one-sided label smoothing: real images are labelled 1 minus this", lo=0.0,
+                                  hi=0.5)
+    g_steps: int = _opt(1, "generator updates per discriminator update", lo=1, hi=5)
+    dropout: float = _opt(0.3, "dropout after the generator's dense layer", lo=0.0, hi=0.9)
+    conditional: bool = _opt(False, "condition both networks on the digit label (mnist datasets only)")
+    seed: int = _opt(0, "seed of the weights, the data order and the preview noise", lo=0, hi=2**63 - 1)
+    progress_every: int = _opt(10, "a progress event every N steps", lo=1, hi=100_000)
+    fid_samples: int = _opt(500, "samples the FID at each epoch's end is computed from (0: no FID)", lo=0,
+                            hi=10_000)
+    preview: PreviewSettings = field(default=PreviewSettings(every=100, max_side=256, format="png"),
+                                     metadata={"help": "preview frames: a 5x5 grid from fixed noise"})
+
+    @property
+    def image_channels(self) -> int:
+        return self.channels or (3 if self.dataset == "images" else 1)
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """Sampling a generator: a grid of samples, or a latent walk (an animation)."""
+
+    generator: str = _opt("", "generator name (see dreamctl models)", cli=False)
+    count: int = _opt(25, "samples in the grid", lo=1, hi=256)
+    columns: int = _opt(0, "grid columns (0: a square-ish grid)", lo=0, hi=256)
+    seed: int = _opt(0, "seed of the noise", lo=0, hi=2**63 - 1)
+    label: int = _opt(-1, "class of a conditional generator (-1: every sample a random class)", lo=-1, hi=1000)
+    walk: int = _opt(0, "frames of a latent walk (slerp through --walk-keys seeds); 0: a grid", lo=0, hi=2000)
+    walk_keys: int = _opt(4, "noise vectors a walk passes through, seed, seed+1, ... (it loops back)", lo=2, hi=64)
+    cell_side: int = _opt(0, "side each sample is shown at (0: the generator's own)", lo=0, hi=1024)
+    frame_ms: int = _opt(80, "milliseconds each walk frame shows", lo=10, hi=10_000)
+    preview: PreviewSettings = field(default=PreviewSettings(every=1, max_side=256), metadata={"help": "preview frames"})
 
 
 # A full-size style scale above this many pixels that follows coarser ones runs `large_iterations`.

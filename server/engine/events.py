@@ -7,7 +7,8 @@ from typing import Callable, Mapping, Union
 
 import numpy as np
 
-__all__ = ["Accepted", "Queued", "Progress", "Frame", "Checkpoint", "AnimationFrame", "Scores", "Result", "RenderStats", "Event", "EventSink"]
+__all__ = ["Accepted", "Queued", "Progress", "Frame", "Checkpoint", "AnimationFrame", "Scores", "Result", "RenderStats",
+           "TrainingCheckpoint", "Event", "EventSink"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,14 @@ class AnimationFrame:
     count: int
 
 
+@dataclass(frozen=True, eq=False)
+class TrainingCheckpoint:
+    """A training run's whole state (networks, optimisers, step), to resume it from (never sent as such)."""
+
+    state: Mapping
+    step: int
+
+
 @dataclass(frozen=True)
 class Scores:
     """The evaluator's loss/score values for a checkpoint."""
@@ -94,5 +103,5 @@ class Result:
     encoded: tuple[bytes, str] | None = None  # (bytes, media type) made by the server: an animation
 
 
-Event = Union[Accepted, Queued, Progress, Frame, Checkpoint, AnimationFrame, Scores, Result]
+Event = Union[Accepted, Queued, Progress, Frame, Checkpoint, AnimationFrame, Scores, Result, TrainingCheckpoint]
 EventSink = Callable[[Event], None]

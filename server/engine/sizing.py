@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from dreamrender.settings import LARGE_SCALE_PIXELS, DreamSettings, StyleSettings
+from dreamrender.settings import LARGE_SCALE_PIXELS, DreamSettings, GanSettings, StyleSettings
 
 __all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "LBFGS_STORAGE", "STORAGE_BYTES", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
-           "style_memory", "dream_memory", "MiB", "EVAL_MAX_PIXELS",
+           "style_memory", "dream_memory", "gan_memory", "MiB", "EVAL_MAX_PIXELS",
            "scale_cost", "TILED_COST"]
 
 MiB = 1 << 20
@@ -109,3 +109,15 @@ def dream_memory(h: int, w: int, s: DreamSettings, *, evaluator: bool) -> int:
     tile_px = min(h, s.tile_size) * min(w, s.tile_size)
     scoring = min(h * w, EVAL_MAX_PIXELS) * _EVAL_BYTES_PER_PX if evaluator else 0
     return tile_px * _ACT_BYTES_PER_PX + h * w * 12 * _DREAM_VECTORS + scoring + _DREAM_BASE
+
+
+_GAN_BASE = 300 * MiB  # both networks, their Adam moments and gradients, torch's own, allocator slack
+_GAN_FID = 450 * MiB  # Inception v3 (90 MB of weights) and its activations at 299 px in batches of 50
+_GAN_ACTIVATION_BYTES = 800  # per batch image per output pixel: G's and D's saved activations (64 px: 100 MB)
+
+
+def gan_memory(s: GanSettings, images: int) -> int:
+    """Peak bytes a DCGAN training run adds: networks, a batch's activations, the uint8 data
+    (`images` of them at the training size) and, with FID, Inception v3."""
+    data = images * s.image_channels * s.size * s.size
+    return _GAN_BASE + data + s.batch * s.size * s.size * _GAN_ACTIVATION_BYTES + (_GAN_FID if s.fid_samples else 0)

@@ -70,6 +70,13 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
     JOB_STATE_INTERRUPTED: _ClassVar[JobState]
+
+class GanDataset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GAN_DATASET_UNSPECIFIED: _ClassVar[GanDataset]
+    GAN_DATASET_MNIST: _ClassVar[GanDataset]
+    GAN_DATASET_MNIST_FULL: _ClassVar[GanDataset]
+    GAN_DATASET_IMAGES: _ClassVar[GanDataset]
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
@@ -107,6 +114,10 @@ JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 JOB_STATE_INTERRUPTED: JobState
+GAN_DATASET_UNSPECIFIED: GanDataset
+GAN_DATASET_MNIST: GanDataset
+GAN_DATASET_MNIST_FULL: GanDataset
+GAN_DATASET_IMAGES: GanDataset
 
 class Image(_message.Message):
     __slots__ = ("data", "media_type")
@@ -649,6 +660,122 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
+    __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    RESULT_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    accepted: Accepted
+    queued: Queued
+    progress: Progress
+    frame: Frame
+    result: Result
+    scores: CheckpointScores
+    result_chunk: ResultChunk
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., scores: _Optional[_Union[CheckpointScores, _Mapping]] = ..., result_chunk: _Optional[_Union[ResultChunk, _Mapping]] = ...) -> None: ...
+
+class TrainGeneratorRequest(_message.Message):
+    __slots__ = ("name", "dataset", "images", "archive", "size", "channels", "latent", "batch", "epochs", "steps", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "dropout", "conditional", "seed", "progress_every", "fid_samples", "preview", "detach", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    LATENT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    LR_G_FIELD_NUMBER: _ClassVar[int]
+    LR_D_FIELD_NUMBER: _ClassVar[int]
+    BETA1_FIELD_NUMBER: _ClassVar[int]
+    BETA2_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    DROPOUT_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONAL_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_EVERY_FIELD_NUMBER: _ClassVar[int]
+    FID_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dataset: GanDataset
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    archive: bytes
+    size: int
+    channels: int
+    latent: int
+    batch: int
+    epochs: int
+    steps: int
+    lr_g: float
+    lr_d: float
+    beta1: float
+    beta2: float
+    label_smoothing: float
+    dropout: float
+    conditional: bool
+    seed: int
+    progress_every: int
+    fid_samples: int
+    preview: PreviewOptions
+    detach: bool
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., dataset: _Optional[_Union[GanDataset, str]] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., archive: _Optional[bytes] = ..., size: _Optional[int] = ..., channels: _Optional[int] = ..., latent: _Optional[int] = ..., batch: _Optional[int] = ..., epochs: _Optional[int] = ..., steps: _Optional[int] = ..., lr_g: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., label_smoothing: _Optional[float] = ..., dropout: _Optional[float] = ..., conditional: _Optional[bool] = ..., seed: _Optional[int] = ..., progress_every: _Optional[int] = ..., fid_samples: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class TrainGeneratorResponse(_message.Message):
+    __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    RESULT_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    accepted: Accepted
+    queued: Queued
+    progress: Progress
+    frame: Frame
+    result: Result
+    scores: CheckpointScores
+    result_chunk: ResultChunk
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., scores: _Optional[_Union[CheckpointScores, _Mapping]] = ..., result_chunk: _Optional[_Union[ResultChunk, _Mapping]] = ...) -> None: ...
+
+class RenderSampleRequest(_message.Message):
+    __slots__ = ("generator", "count", "columns", "seed", "label", "walk", "walk_keys", "cell_side", "frame_ms", "result_format", "preview", "detach", "request_id")
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    WALK_FIELD_NUMBER: _ClassVar[int]
+    WALK_KEYS_FIELD_NUMBER: _ClassVar[int]
+    CELL_SIDE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_MS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    generator: str
+    count: int
+    columns: int
+    seed: int
+    label: int
+    walk: int
+    walk_keys: int
+    cell_side: int
+    frame_ms: int
+    result_format: ImageFormat
+    preview: PreviewOptions
+    detach: bool
+    request_id: str
+    def __init__(self, generator: _Optional[str] = ..., count: _Optional[int] = ..., columns: _Optional[int] = ..., seed: _Optional[int] = ..., label: _Optional[int] = ..., walk: _Optional[int] = ..., walk_keys: _Optional[int] = ..., cell_side: _Optional[int] = ..., frame_ms: _Optional[int] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RenderSampleResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]

@@ -80,6 +80,16 @@ class DreamRenderServiceStub:
                 request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.TrainGenerator = channel.unary_stream(
+                '/dreamrender.v1.DreamRenderService/TrainGenerator',
+                request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.TrainGeneratorRequest.SerializeToString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.TrainGeneratorResponse.FromString,
+                _registered_method=True)
+        self.RenderSample = channel.unary_stream(
+                '/dreamrender.v1.DreamRenderService/RenderSample',
+                request_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.RenderSampleRequest.SerializeToString,
+                response_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.RenderSampleResponse.FromString,
+                _registered_method=True)
 
 
 class DreamRenderServiceServicer:
@@ -155,6 +165,25 @@ class DreamRenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrainGenerator(self, request, context):
+        """TrainGenerator trains a DCGAN (Radford et al.) on MNIST or the caller's images, as a job like
+        every render: progress (losses, D(x), D(G(z))) every few steps, a 5x5 grid from fixed noise as
+        a frame every `preview.every` steps, an FID score at each epoch's end, and finally the result:
+        the last grid, with the generator registered in the model store under `name` (exported to
+        ONNX; owned by the caller's token when tokens are on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenderSample(self, request, context):
+        """RenderSample generates from a generator by name on onnxruntime: a grid of samples, or a latent
+        walk (slerp between seeded noise vectors) that streams each frame and ends as an animation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DreamRenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +226,16 @@ def add_DreamRenderServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsRequest.FromString,
                     response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'TrainGenerator': grpc.unary_stream_rpc_method_handler(
+                    servicer.TrainGenerator,
+                    request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.TrainGeneratorRequest.FromString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.TrainGeneratorResponse.SerializeToString,
+            ),
+            'RenderSample': grpc.unary_stream_rpc_method_handler(
+                    servicer.RenderSample,
+                    request_deserializer=dreamrender_dot_v1_dot_dreamrender__pb2.RenderSampleRequest.FromString,
+                    response_serializer=dreamrender_dot_v1_dot_dreamrender__pb2.RenderSampleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -421,6 +460,60 @@ class DreamRenderService:
             '/dreamrender.v1.DreamRenderService/ListJobs',
             dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsRequest.SerializeToString,
             dreamrender_dot_v1_dot_dreamrender__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainGenerator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dreamrender.v1.DreamRenderService/TrainGenerator',
+            dreamrender_dot_v1_dot_dreamrender__pb2.TrainGeneratorRequest.SerializeToString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.TrainGeneratorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderSample(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dreamrender.v1.DreamRenderService/RenderSample',
+            dreamrender_dot_v1_dot_dreamrender__pb2.RenderSampleRequest.SerializeToString,
+            dreamrender_dot_v1_dot_dreamrender__pb2.RenderSampleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,7 +17,7 @@ from torch import nn
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "init_dcgan", "EyesGenerator", "DigitClassifier"]
 
-_WIDTH = 512  # channels of the 4x4 projection
+_WIDTH = 512  # channels of the 4x4 projection (the discriminator starts at an eighth of it and doubles)
 _SLOPE = 0.2  # leaky ReLU slope (Radford et al.)
 
 
@@ -38,17 +38,18 @@ def _up_layers(size: int) -> list[tuple[int, int, int]]:
 class DCGANGenerator(nn.Module):
     """z (N, latent) [+ label one-hot (N, classes)] -> (N, channels, size, size) in [-1, 1]."""
 
-    def __init__(self, *, latent: int, channels: int, size: int, classes: int = 0, dropout: float = 0.3) -> None:
+    def __init__(self, *, latent: int, channels: int, size: int, classes: int = 0, dropout: float = 0.3,
+                 width: int = _WIDTH) -> None:
         super().__init__()
-        self.latent, self.channels, self.size, self.classes = latent, channels, size, classes
-        self.project = nn.Linear(latent + classes, 4 * 4 * _WIDTH, bias=False)  # BN follows: no bias
-        self.head = nn.Sequential(nn.BatchNorm2d(_WIDTH), nn.LeakyReLU(_SLOPE), nn.Dropout(dropout))
+        self.latent, self.channels, self.size, self.classes, self.width = latent, channels, size, classes, width
+        self.project = nn.Linear(latent + classes, 4 * 4 * width, bias=False)  # BN follows: no bias
+        self.head = nn.Sequential(nn.BatchNorm2d(width), nn.LeakyReLU(_SLOPE), nn.Dropout(dropout))
         layers: list[nn.Module] = []
-        cin = _WIDTH
+        cin = width
         ups = _up_layers(size)
         for i, (k, s, p) in enumerate(ups):
             last = i == len(ups) - 1
-            cout = channels if last else max(cin // 2, 64)
+            cout = channels if last else max(cin // 2, width // 8)
             layers.append(nn.ConvTranspose2d(cin, cout, k, s, p, bias=last))
             layers += [nn.Tanh()] if last else [nn.BatchNorm2d(cout), nn.LeakyReLU(_SLOPE)]
             cin = cout
@@ -57,7 +58,7 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         if self.classes:
             z = torch.cat([z, label], 1)
-        return self.body(self.head(self.project(z).view(-1, _WIDTH, 4, 4)))
+        return self.body(self.head(self.project(z).view(-1, self.width, 4, 4)))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -66,11 +67,11 @@ class DCGANDiscriminator(nn.Module):
     A conditional one sees the label as `classes` constant planes stacked on the image (the
     conditioning of Mirza and Osindero, in the form most DCGAN ports use)."""
 
-    def __init__(self, *, channels: int, size: int, classes: int = 0) -> None:
+    def __init__(self, *, channels: int, size: int, classes: int = 0, width: int = _WIDTH) -> None:
         super().__init__()
         self.classes = classes
         layers: list[nn.Module] = []
-        cin, cout, side = channels + classes, 64, size
+        cin, cout, side = channels + classes, width // 8, size
         while side > 4:
             k = 4 if side % 2 == 0 else 3  # 7 -> 4 needs k3 (k4 would give 3)
             layers.append(nn.Conv2d(cin, cout, k, 2, 1, bias=not layers))
@@ -78,7 +79,7 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(_SLOPE))
             side = (side + 2 - k) // 2 + 1
-            cin, cout = cout, min(cout * 2, _WIDTH)
+            cin, cout = cout, min(cout * 2, width)
         self.body = nn.Sequential(*layers)
         self.logit = nn.Linear(cin * side * side, 1)
 

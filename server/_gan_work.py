@@ -21,7 +21,7 @@ from .engine.events import Event, Scores, TrainingCheckpoint
 from .engine.feedforward import onnx_session
 from .engine.gan import train_gan
 from .engine.sampling import render_samples
-from .gan_metrics import FidReference, digit_classifier, scorer
+from .gan_metrics import FidReference, digit_classifier, fid_cache, scorer
 from .requests import SampleJob, TrainJob
 
 __all__ = ["train_body", "sample_body", "checkpoint_path", "Sessions"]
@@ -74,7 +74,9 @@ def _metrics(job: TrainJob, store: ModelStore, inception: Callable[[], Any] | No
     digits = digit_classifier(store) if judged else None  # trained on mnist_full's test digits
     fid_ref = None
     if s.fid_samples and inception is not None:
-        fid_ref = FidReference(inception(), job.data.images, min(s.fid_samples, len(job.data.images)), s.seed)
+        count = min(s.fid_samples, len(job.data.images))
+        cache = fid_cache(store, s.dataset, s.size, s.image_channels, count) if s.dataset != "images" else None
+        fid_ref = FidReference(inception(), job.data.images, count, cache=cache)
     elif s.fid_samples:
         log.warning("no FID for %s: inception_v3 is not in the store (dreamctl models pull inception_v3)", s.name)
     holder: dict[str, Any] = {}
@@ -106,6 +108,8 @@ def train_body(job: TrainJob, *, store: ModelStore, namespace: str, device: torc
 
     def body(sink: Sink, cancel: threading.Event) -> None:
         start = _resume_state(state_file, key) if resume else None
+        if start is not None:
+            log.info("training of %s continues from its saved step %d", s.name, start["step"])
         last: dict[str, float] = {}
 
         def events(e: Event) -> None:

@@ -25,7 +25,8 @@ from dreamrender.models import DigitClassifier, FeatureNet, ModelStore
 
 from .datasets import mnist_arrays
 
-__all__ = ["digit_classifier", "digit_score", "fid", "FidReference", "pool_features", "CONFIDENT"]
+__all__ = ["digit_classifier", "digit_score", "fid", "FidReference", "fid_cache", "pool_features", "scorer",
+           "CONFIDENT"]
 
 log = logging.getLogger(__name__)
 CONFIDENT = 0.9  # a sample counts as a clear digit when the classifier gives its class this much
@@ -117,16 +118,32 @@ def fid(real: tuple[np.ndarray, np.ndarray], fake: np.ndarray) -> float:
 
 
 class FidReference:
-    """The real images' Inception statistics for one dataset, computed once from `count` images."""
+    """The real images' Inception statistics for one dataset, from `count` of its images; with a
+    `cache` file (the MNIST sets: the same images every run) they are computed once and kept."""
 
-    def __init__(self, net: FeatureNet, images: torch.Tensor, count: int, seed: int = 0) -> None:
+    def __init__(self, net: FeatureNet, images: torch.Tensor, count: int, seed: int = 0,
+                 cache: Path | None = None) -> None:
+        self.net, self.count = net, min(count, len(images))
+        if cache is not None and cache.is_file():
+            with np.load(cache) as saved:
+                self.stats = (saved["mu"], saved["sigma"])
+            return
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
         feats = pool_features(net, images[idx].float().div(127.5).sub(1))
-        self.net, self.count = net, len(idx)
         self.stats = (feats.mean(0), np.cov(feats, rowvar=False))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(cache.name + ".tmp.npz")
+            np.savez(tmp, mu=self.stats[0], sigma=self.stats[1])
+            tmp.replace(cache)
 
     def score(self, samples: torch.Tensor) -> float:
         return fid(self.stats, pool_features(self.net, samples))
+
+
+def fid_cache(store: ModelStore, dataset: str, size: int, channels: int, count: int) -> Path:
+    """Where a catalog dataset's real statistics are kept (a caller's images have none)."""
+    return store.root / "scorers" / f"fid_{dataset}_{size}px_{channels}ch_{count}.npz"
 
 
 def scorer(sample: Callable[[int], torch.Tensor], *, fid_ref: FidReference | None, fid_samples: int,

@@ -9,6 +9,7 @@ derives from the seed and the step, so a run resumed from a checkpoint continues
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -65,13 +66,35 @@ class _Run:
     d: DCGANDiscriminator
     opt_g: torch.optim.Adam
     opt_d: torch.optim.Adam
+    ema: DCGANGenerator | None = None  # the generator's moving average: what is sampled and kept
     step: int = 0
+
+    @property
+    def sampler(self) -> DCGANGenerator:
+        return self.ema if self.ema is not None else self.g
 
     def state(self) -> dict:
         return {"g": self.g.state_dict(), "d": self.d.state_dict(), "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "step": self.step}
+                "opt_d": self.opt_d.state_dict(), "step": self.step,
+                "ema": self.ema.state_dict() if self.ema is not None else {}}
+
+    @torch.no_grad()
+    def average(self, decay: float) -> None:
+        """Yazici et al. 2019: an exponential moving average of the generator's weights samples
+        better than the weights themselves, which chase a moving discriminator. The decay ramps up
+        as TensorFlow's ExponentialMovingAverage does with num_updates, so early steps are not
+        dominated by the random start; batch norm's running statistics are copied."""
+        if self.ema is None:
+            return
+        d = min(decay, (1 + self.step) / (10 + self.step))
+        for avg, p in zip(self.ema.parameters(), self.g.parameters()):
+            avg.lerp_(p, 1 - d)
+        for avg, b in zip(self.ema.buffers(), self.g.buffers()):
+            avg.copy_(b)
 
     def load(self, state: Mapping) -> None:
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.g.load_state_dict(state["g"])
         self.d.load_state_dict(state["d"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -81,13 +104,15 @@ class _Run:
 
 def _build(s: GanSettings, classes: int, device: torch.device) -> _Run:
     torch.manual_seed(s.seed)
-    g = DCGANGenerator(latent=s.latent, channels=s.image_channels, size=s.size, classes=classes, dropout=s.dropout)
-    d = DCGANDiscriminator(channels=s.image_channels, size=s.size, classes=classes)
+    g = DCGANGenerator(latent=s.latent, channels=s.image_channels, size=s.size, classes=classes, dropout=s.dropout,
+                       width=s.width)
+    d = DCGANDiscriminator(channels=s.image_channels, size=s.size, classes=classes, width=s.width)
     init_dcgan(g)
     init_dcgan(d)
     g, d = g.to(device), d.to(device)
+    ema = copy.deepcopy(g).eval().requires_grad_(False) if s.ema else None
     return _Run(g, d, torch.optim.Adam(g.parameters(), s.lr_g, betas=(s.beta1, s.beta2)),
-                torch.optim.Adam(d.parameters(), s.lr_d, betas=(s.beta1, s.beta2)))
+                torch.optim.Adam(d.parameters(), s.lr_d, betas=(s.beta1, s.beta2)), ema)
 
 
 def _batch(images: torch.Tensor, labels: torch.Tensor | None, s: GanSettings, step: int, per_epoch: int,
@@ -131,11 +156,13 @@ def _fixed_noise(s: GanSettings, classes: int, device: torch.device) -> tuple[to
 
 @torch.no_grad()
 def _grid(run: _Run, fixed: tuple[torch.Tensor, torch.Tensor | None]) -> np.ndarray:
-    run.g.eval()
+    net = run.sampler
+    net.eval()
     try:
-        return sample_grid(run.g(*fixed), GRID)
+        return sample_grid(net(*fixed), GRID)
     finally:
-        run.g.train()
+        if net is run.g:
+            run.g.train()
 
 
 @dataclass
@@ -165,8 +192,8 @@ class _Reports:
             self.emit(Frame(_grid(run, self.fixed), step, values["g_loss"], "epoch", epoch))
         if k == 0 or step == self.total:  # an epoch's end (or the run's): scores, and a state to resume from
             if self.score is not None:
-                run.g.eval()
-                self.emit(Scores(step, epoch - 1 if k == 0 else epoch, dict(self.score(run.g, epoch)), "gan"))
+                net = run.sampler.eval()
+                self.emit(Scores(step, epoch - 1 if k == 0 else epoch, dict(self.score(net, epoch)), "gan"))
                 run.g.train()
             self.emit(TrainingCheckpoint(run.state(), step))
         elif self.checkpoint_every and step % self.checkpoint_every == 0:
@@ -203,9 +230,10 @@ def train_gan(images: torch.Tensor, labels: torch.Tensor | None = None, *, setti
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(_mix(s.seed, 7_919, run.step))
             values = _step(run, real, y, s)
+        run.average(s.ema)
         run.step += 1
         reports.after(run, values)
     grid = _grid(run, fixed)
     result = Result(grid, RenderStats(grid.shape[1], grid.shape[0], run.step, time.perf_counter() - reports.started,
                                       s.name or "dcgan", str(device), s.seed, values))
-    return run.g.eval().cpu(), result
+    return run.sampler.eval().cpu(), result

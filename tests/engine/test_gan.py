@@ -22,7 +22,7 @@ def _data(n: int = 24, size: int = 28, channels: int = 1, seed: int = 0) -> tupl
 
 
 def _settings(**kw) -> GanSettings:
-    base = dict(name="t", batch=8, steps=6, latent=8, progress_every=2, preview=PreviewSettings(every=3))
+    base = dict(name="t", batch=8, steps=6, latent=8, width=32, progress_every=2, preview=PreviewSettings(every=3))
     return GanSettings(**(base | kw))
 
 
@@ -56,7 +56,7 @@ def test_training_streams_progress_grids_scores_and_checkpoints():
 
 def test_a_resumed_run_ends_where_an_unbroken_one_does():
     images, _ = _data()
-    s = _settings()
+    s = _settings(ema=0.9)  # the moving average is part of the state too
     whole, _ = train_gan(images, settings=s)
     saved = []
     train_gan(images, settings=s.__class__(**{**s.__dict__, "steps": 3}),
@@ -64,6 +64,14 @@ def test_a_resumed_run_ends_where_an_unbroken_one_does():
     resumed, _ = train_gan(images, settings=s, resume=saved[-1].state)
     for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), k
+
+
+def test_the_kept_generator_is_the_moving_average_when_asked():
+    images, _ = _data()
+    plain, _ = train_gan(images, settings=_settings())
+    averaged, _ = train_gan(images, settings=_settings(ema=0.5))
+    # The same run (same seeds) but what is kept differs: the average lags the last weights.
+    assert not torch.allclose(plain.project.weight, averaged.project.weight)
 
 
 def test_cancel_stops_within_a_step():

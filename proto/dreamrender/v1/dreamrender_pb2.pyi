@@ -678,7 +678,7 @@ class WatchJobResponse(_message.Message):
     def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., scores: _Optional[_Union[CheckpointScores, _Mapping]] = ..., result_chunk: _Optional[_Union[ResultChunk, _Mapping]] = ...) -> None: ...
 
 class TrainGeneratorRequest(_message.Message):
-    __slots__ = ("name", "dataset", "images", "archive", "size", "channels", "latent", "batch", "epochs", "steps", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "dropout", "conditional", "seed", "progress_every", "fid_samples", "preview", "detach", "request_id")
+    __slots__ = ("name", "dataset", "images", "archive", "size", "channels", "latent", "batch", "epochs", "steps", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "dropout", "conditional", "seed", "progress_every", "fid_samples", "preview", "detach", "request_id", "g_steps", "ema", "width")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -702,6 +702,9 @@ class TrainGeneratorRequest(_message.Message):
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     DETACH_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    G_STEPS_FIELD_NUMBER: _ClassVar[int]
+    EMA_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     dataset: GanDataset
     images: _containers.RepeatedCompositeFieldContainer[Image]
@@ -725,7 +728,10 @@ class TrainGeneratorRequest(_message.Message):
     preview: PreviewOptions
     detach: bool
     request_id: str
-    def __init__(self, name: _Optional[str] = ..., dataset: _Optional[_Union[GanDataset, str]] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., archive: _Optional[bytes] = ..., size: _Optional[int] = ..., channels: _Optional[int] = ..., latent: _Optional[int] = ..., batch: _Optional[int] = ..., epochs: _Optional[int] = ..., steps: _Optional[int] = ..., lr_g: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., label_smoothing: _Optional[float] = ..., dropout: _Optional[float] = ..., conditional: _Optional[bool] = ..., seed: _Optional[int] = ..., progress_every: _Optional[int] = ..., fid_samples: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    g_steps: int
+    ema: float
+    width: int
+    def __init__(self, name: _Optional[str] = ..., dataset: _Optional[_Union[GanDataset, str]] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., archive: _Optional[bytes] = ..., size: _Optional[int] = ..., channels: _Optional[int] = ..., latent: _Optional[int] = ..., batch: _Optional[int] = ..., epochs: _Optional[int] = ..., steps: _Optional[int] = ..., lr_g: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., label_smoothing: _Optional[float] = ..., dropout: _Optional[float] = ..., conditional: _Optional[bool] = ..., seed: _Optional[int] = ..., progress_every: _Optional[int] = ..., fid_samples: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ..., g_steps: _Optional[int] = ..., ema: _Optional[float] = ..., width: _Optional[int] = ...) -> None: ...
 
 class TrainGeneratorResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")

@@ -199,6 +199,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="turns of peer and ours (the best of each is kept)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "bench_out" / "peer")
+    p.add_argument("--peer-runs", type=Path, help="a previous run's runs.json in --out: reuse its peer run (and "
+                                                    "peer.png) instead of running the peer again")
     p.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
@@ -216,9 +218,13 @@ def main() -> None:
         net_file = Path(tmp) / "vgg19-dreamrender.pth"
         content, style = _prepare(Path(tmp), a.size, net_file)
         runs: dict[str, dict] = {}
+        if a.peer_runs:
+            runs["peer"] = json.loads(a.peer_runs.read_text())["peer"]
         for turn in range(a.rounds):
             order = ["peer", *a.ours] if turn % 2 == 0 else [*a.ours, "peer"]
             for name in order:
+                if name == "peer" and a.peer_runs:
+                    continue
                 out = a.out / f"{name}.png"
                 if name == "peer":
                     cmd = [a.peer_python, "-u", str(a.peer.resolve() / "neural_style.py"), "-content_image",

@@ -8,7 +8,7 @@ from dreamrender import wire
 from dreamrender.settings import GanSettings, PreviewSettings, SampleSettings
 from dreamrender.v1 import dreamrender_pb2 as pb
 
-from ._messages import final_result, image_message, result_format_number
+from ._messages import final_result, final_result_async, image_message, result_format_number
 
 __all__ = ["GanCalls", "AsyncGanCalls", "train_request", "sample_request"]
 
@@ -85,14 +85,4 @@ class AsyncGanCalls:
                             reattach)
 
     async def sample(self, generator: str, **kwargs: Any) -> bytes:
-        import grpc
-
-        from ._errors import DreamError
-
-        result = None
-        async for ev in self.render_sample(generator, **kwargs):
-            if isinstance(ev, pb.Result):
-                result = ev
-        if result is None:
-            raise DreamError(grpc.StatusCode.INTERNAL, "stream ended without a result")
-        return result.image.data
+        return (await final_result_async(self.render_sample(generator, **kwargs))).image.data

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any, AsyncIterable, Iterable, Union
 
 import grpc
 
@@ -11,7 +11,8 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 
 from ._errors import DreamError
 
-__all__ = ["ImageInput", "image_message", "result_format_number", "event_of", "Reassembler", "final_result"]
+__all__ = ["ImageInput", "image_message", "result_format_number", "event_of", "Reassembler", "final_result",
+           "final_result_async"]
 
 ImageInput = Union[str, Path, bytes, "pb.Image"]
 _MEDIA = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg"}
@@ -61,6 +62,17 @@ def final_result(events: Iterable[Any]) -> pb.Result:
     """The Result message at the end of an event stream."""
     result = None
     for ev in events:
+        if isinstance(ev, pb.Result):
+            result = ev
+    if result is None:
+        raise DreamError(grpc.StatusCode.INTERNAL, "stream ended without a result")
+    return result
+
+
+async def final_result_async(events: AsyncIterable[Any]) -> pb.Result:
+    """The Result message at the end of an asyncio event stream."""
+    result = None
+    async for ev in events:
         if isinstance(ev, pb.Result):
             result = ev
     if result is None:

@@ -15,7 +15,8 @@ from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
 from ._errors import DreamError
 from ._gan import AsyncGanCalls, GanCalls
-from ._messages import ImageInput, event_of, final_result, image_message, result_format_number, Reassembler
+from ._messages import (ImageInput, Reassembler, event_of, final_result, final_result_async, image_message,
+                        result_format_number)
 from ._jobs import AsyncJobCalls, JobCalls
 
 __all__ = ["DreamClient", "AsyncDreamClient", "DreamError", "ImageInput", "Metadata",
@@ -346,13 +347,7 @@ class AsyncDreamClient(_Common, AsyncJobCalls, AsyncGanCalls):
                             reattach)
 
     async def dream(self, image: ImageInput | None = None, **kwargs: Any) -> bytes:
-        result = None
-        async for ev in self.render_dream(image, **kwargs):
-            if isinstance(ev, pb.Result):
-                result = ev
-        if result is None:
-            raise DreamError(grpc.StatusCode.INTERNAL, "stream ended without a result")
-        return result.image.data
+        return (await final_result_async(self.render_dream(image, **kwargs))).image.data
 
     async def evaluate(self, content: ImageInput, styles: Sequence[ImageInput], candidates: Sequence[ImageInput], *,
                        timeout: float | None = 300.0, metadata: Metadata | None = None,

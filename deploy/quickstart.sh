@@ -36,7 +36,8 @@ install_npm_tools
 printf '  %s\n' "${INSTALLED[@]}"
 
 step "model weights into $DREAMRENDER_MODELS"
-"$VENV/bin/dreamctl" models pull vgg16 vgg19 inception_v3 mobilenet_v2 multistyle26 arbitrary_predict arbitrary_transform
+"$VENV/bin/dreamctl" models pull vgg16 vgg19 inception_v3 mobilenet_v2 multistyle26 arbitrary_predict arbitrary_transform \
+    mnist mnist_full dcgan_eyes
 
 step "start dreamd"
 source deploy/start_dreamd.sh

@@ -84,7 +84,7 @@ def _metrics(job: TrainJob, store: ModelStore, inception: Callable[[], Any] | No
     @torch.no_grad()
     def sample(n: int) -> torch.Tensor:
         g = holder["g"]
-        z = torch.randn(n, s.latent, generator=torch.Generator().manual_seed(s.seed + 2)).to(device)
+        z = torch.randn(n, s.latent, generator=torch.Generator().manual_seed((s.seed + 2) % 2**63)).to(device)
         y = torch.eye(g.classes, device=device)[torch.arange(n) % g.classes] if g.classes else None
         return torch.cat([g(zb, None if y is None else y[i * 250:(i + 1) * 250]).cpu()
                           for i, zb in enumerate(z.split(250))])

@@ -225,3 +225,39 @@ def test_vgg19_style_loss_falls():
                  on_event=events.append)
     totals = [e.values["total"] for e in events if isinstance(e, Progress) and "total" in e.values]
     assert totals[-1] < 0.5 * totals[0]
+
+
+def _need_file(name: str) -> None:
+    if not is_available(get_spec(name), STORE):
+        pytest.skip(f"{name} is not in {STORE.root}; run: dreamctl models pull {name}")
+
+
+def test_the_mnist_sets_read_as_the_digits_they_are():
+    from dreamrender.server.datasets import mnist_arrays
+
+    _need_file("mnist")
+    _need_file("mnist_full")
+    small, full = mnist_arrays(STORE, "mnist"), mnist_arrays(STORE, "mnist_full")
+    assert small["images"].shape == (5000, 28, 28) and np.bincount(small["labels"]).tolist() == [500] * 10
+    assert full["images"].shape == (50000, 28, 28) and full["test_images"].shape == (10000, 28, 28)
+    for arrays in (small, full):  # white strokes on black, centred as MNIST's are
+        img = arrays["images"][:200].astype(np.float64)
+        assert img.max() == 255 and img[:, :3, :].mean() < 3 and img[:, 10:18, 10:18].mean() > 30
+    # Known values of the files: the first training digit of the pickle is a 5, the CSV's a 0.
+    assert full["labels"][0] == 5 and small["labels"][0] == 0
+
+
+def test_dcgan_eyes_samples_painted_eyes_through_its_onnx_export():
+    import onnxruntime as ort
+
+    from dreamrender.models import GeneratorStore
+
+    _need_file("dcgan_eyes")
+    info, path = GeneratorStore(STORE).get("dcgan_eyes", "shared")
+    assert (info.latent, info.classes, info.channels, info.size) == (100, 8, 3, 128)
+    z = np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32)
+    label = np.eye(8, dtype=np.float32)[[0, 2, 4, 6]]
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"z": z, "label": label})[0]
+    assert out.shape == (4, 3, 128, 128) and -1 <= out.min() < -0.5 and 0.5 < out.max() <= 1
+    # Paintings of eyes, not noise: neighbouring pixels agree far more than random ones do.
+    assert np.abs(np.diff(out, axis=-1)).mean() < 0.1

@@ -1,8 +1,9 @@
 """L-BFGS with its correction pairs stored compactly.
 
 The same iteration as torch.optim.LBFGS without a line search (neural-style's setting: a fixed
-step of `lr`, the first one scaled to L1 norm `lr`), so a run with float32 storage follows
-torch's to float rounding (tests/engine/test_lbfgs.py). What differs is the history: each pair
+step of `lr`), so a run with float32 storage and torch's first step (`first_step="l1"`) follows
+torch's to float rounding (tests/engine/test_lbfgs.py). The engine's first step is longer (see
+_first_step: torch's makes the first curvature pair rounding noise). The history differs too: each pair
 of image-sized vectors (s, y) is kept in `storage` (float16 by default) scaled by its largest
 magnitude, which halves the memory that grows with the pixels (50 pairs are 200 MiB in float32
 at 512x341). The two-loop recursion reads them back into float32 arithmetic, and the curvature
@@ -62,14 +63,34 @@ def _direction(g: torch.Tensor, pairs: deque[_Pair], h_diag: float) -> torch.Ten
     return q
 
 
+def _first_step(g: torch.Tensor, lr: float, rule: str) -> float:
+    """The first step's length along -g. "l1" is torch's (and neural-style's): L1 norm `lr` over
+    the whole step. "max" moves the most-moved element by `lr` instead.
+
+    Why we depart from torch: on a 512 px image torch's first step moves each pixel by about 1e-6
+    of a grey level, so the first curvature pair's y = g1 - g0 is mostly the rounding of two
+    nearly equal gradients, and the scale L-BFGS takes from it (y.s / y.y) is luck. Measured beside
+    neural-style-pt (bench/bench_neural_style_pt.py, VGG19, 512 px): with channels_last
+    convolutions, whose rounding differs from NCHW's, that scale overshot (loss 2.6e8 against the
+    peer's 9.1e7 at the third evaluation) and the run stayed behind for ~30 iterations (1.45x the
+    peer's loss at 10); run in NCHW it followed the peer to 0.1%. A step of `lr` in the largest
+    element makes y a real change of gradient, whatever the kernels' rounding.
+    """
+    size = float(g.abs().sum()) if rule == "l1" else float(g.abs().max())
+    if not size:
+        return lr  # a zero gradient: the step is zero anyway
+    return (min(1.0, 1.0 / size) if rule == "l1" else 1.0 / size) * lr
+
+
 def minimize(x: torch.Tensor, closure: Callable[[], torch.Tensor], *, iterations: int, lr: float,
-             history: int, storage: torch.dtype = torch.float16) -> None:
+             history: int, storage: torch.dtype = torch.float16, first_step: str = "max") -> None:
     """Run `iterations` L-BFGS iterations on the leaf tensor `x` (moved in place).
 
     `closure()` evaluates the loss at `x` and accumulates its gradient into `x.grad` (which is
     cleared before each call); it is called `iterations` times and `x` ends at the last point
     evaluated, as with torch's LBFGS with max_iter = max_eval = iterations (which then stops on
-    its evaluation count). `history` pairs are kept, in `storage`.
+    its evaluation count). `history` pairs are kept, in `storage`. `first_step`: "max" (ours,
+    see _first_step) or "l1" (torch's, with which float32 storage follows torch's LBFGS).
     """
     pairs: deque[_Pair] = deque(maxlen=history)
     flat = x.detach().view(-1)
@@ -82,8 +103,7 @@ def minimize(x: torch.Tensor, closure: Callable[[], torch.Tensor], *, iterations
 
     g = evaluate()
     d, h_diag = g.neg(), 1.0
-    l1 = float(g.abs().sum())
-    t = (min(1.0, 1.0 / l1) if l1 else 1.0) * lr  # torch's first step: L1 norm lr (a zero gradient: lr)
+    t = _first_step(g, lr, first_step)
     for n in range(1, iterations + 1):
         if n > 1:
             y, s = g - prev, d.mul(t)

@@ -149,7 +149,7 @@ def _step(run: _Run, real: torch.Tensor, y: torch.Tensor | None, s: GanSettings)
 def _fixed_noise(s: GanSettings, classes: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The preview grid's noise (the same at every frame, so the grid shows learning, not luck);
     a conditional grid runs through the classes in reading order."""
-    z = torch.randn(GRID * GRID, s.latent, generator=torch.Generator().manual_seed(s.seed + 1)).to(device)
+    z = torch.randn(GRID * GRID, s.latent, generator=torch.Generator().manual_seed((s.seed + 1) % 2**63)).to(device)
     y = F.one_hot(torch.arange(GRID * GRID) % classes, classes).float().to(device) if classes else None
     return z, y
 

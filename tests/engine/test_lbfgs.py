@@ -22,7 +22,7 @@ def _problem(seed: int = 0):
     return x0, loss
 
 
-def _ours(iterations: int, history: int, storage: torch.dtype) -> tuple[torch.Tensor, list[float]]:
+def _ours(iterations: int, history: int, storage: torch.dtype, first_step: str = "l1") -> tuple[torch.Tensor, list[float]]:
     x0, loss = _problem()
     x = x0.clone().requires_grad_(True)
     seen: list[float] = []
@@ -33,7 +33,7 @@ def _ours(iterations: int, history: int, storage: torch.dtype) -> tuple[torch.Te
         seen.append(float(value.detach()))
         return value
 
-    minimize(x, closure, iterations=iterations, lr=1.0, history=history, storage=storage)
+    minimize(x, closure, iterations=iterations, lr=1.0, history=history, storage=storage, first_step=first_step)
     return x.detach(), seen
 
 
@@ -63,6 +63,21 @@ def test_float32_history_follows_torchs_lbfgs():
         torch.testing.assert_close(torch.tensor(mine_losses), torch.tensor(ref_losses), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-3)
         assert ref_losses[-1] < ref_losses[0] * 0.1  # it did optimise
+
+
+def test_the_engines_first_step_moves_the_largest_element_by_lr():
+    x = torch.zeros(4, requires_grad=True)
+    g = torch.tensor([4.0, -2.0, 1.0, 0.5])
+
+    def closure() -> torch.Tensor:
+        value = (x * g).sum()
+        value.backward()
+        return value
+
+    minimize(x, closure, iterations=1, lr=1.0, history=3)  # one step, not evaluated
+    torch.testing.assert_close(x.detach(), -g / 4.0)  # torch's would be -g / 7.5 (the L1 norm)
+    _, ours = _ours(25, 10, torch.float32, first_step="max")
+    assert ours[-1] < ours[0] * 0.1  # and the run still optimises
 
 
 def test_float16_history_stays_close_and_is_stored_small():

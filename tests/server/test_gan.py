@@ -199,3 +199,18 @@ def test_training_honours_max_job_memory(models_dir):
         assert "--max-job-memory of 200 MB" in info.value.details
     finally:
         srv.stop()
+
+
+def test_the_asyncio_client_trains_and_samples(server):
+    import asyncio
+
+    from dreamrender.client import AsyncDreamClient
+
+    async def run() -> tuple[list, bytes]:
+        async with AsyncDreamClient(server.target) as c:
+            events = [ev async for ev in c.train_generator("async_digits", timeout=120, **(TINY | {"steps": 2}))]
+            return events, await c.sample("async_digits", count=4, timeout=60)
+
+    events, grid = asyncio.run(run())
+    assert isinstance(events[0], pb.Accepted) and isinstance(events[-1], pb.Result)
+    assert Image.open(io.BytesIO(grid)).size == (62, 62)

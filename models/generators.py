@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -111,22 +112,25 @@ class GeneratorStore:
     def _dir(self, namespace: str, name: str) -> Path:
         return self.root / namespace / name
 
+    def _staged(self, parent: Path, net: nn.Module, info: GeneratorInfo) -> Path:
+        """A hidden folder in `parent` holding the checked export and its info.json, ready to be
+        renamed into place (so a reader never sees a generator half written)."""
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{info.name}.", dir=parent))
+        export_generator(net, info, tmp / "generator.onnx")
+        (tmp / "info.json").write_text(json.dumps(dataclasses.asdict(info), indent=1))
+        return tmp
+
     def save(self, net: nn.Module, info: GeneratorInfo, namespace: str) -> Path:
         """Export `net` and record `info` under `namespace` (replacing a generator of that name)."""
         check_generator_name(info.name)
         final = self._dir(namespace, info.name)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{info.name}.", dir=final.parent))
-        export_generator(net, info, tmp / "generator.onnx")
-        (tmp / "info.json").write_text(json.dumps(dataclasses.asdict(info), indent=1))
+        tmp = self._staged(final.parent, net, info)
         old = final.with_name(f".{info.name}.old")
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
-        if old.exists():
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
+        shutil.rmtree(old, ignore_errors=True)
         return final
 
     def _read(self, folder: Path) -> GeneratorInfo | None:
@@ -159,7 +163,6 @@ class GeneratorStore:
     def _catalog(self, name: str) -> tuple[GeneratorInfo, Path]:
         spec = get_spec(name)
         weights = weights_path(name, self.store)  # WeightsError naming the pull command when absent
-        digest = weights.name.split(".")[0]
         folder = self._dir(_CATALOG, f"{name}-{spec.sources[0].sha256[:12]}")
         info = self._read(folder)
         if info is None:
@@ -167,13 +170,10 @@ class GeneratorStore:
             net.load_state_dict(load_state_dict(weights, spec.sources[0].fmt))
             info = GeneratorInfo(name=name, latent=net.latent, channels=net.channels, size=net.size,
                                  classes=net.classes, description=spec.description, source=_CATALOG)
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=folder.parent))
-            export_generator(net, info, tmp / "generator.onnx")
-            (tmp / "info.json").write_text(json.dumps(dataclasses.asdict(info), indent=1))
+            tmp = self._staged(folder.parent, net, info)
             try:
                 os.replace(tmp, folder)
-            except OSError:  # another thread exported it meanwhile
-                pass
+            except OSError:  # another thread exported it meanwhile: keep theirs
+                shutil.rmtree(tmp, ignore_errors=True)
             info = self._read(folder) or info
         return info, folder / "generator.onnx"

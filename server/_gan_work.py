@@ -102,8 +102,7 @@ def train_body(job: TrainJob, *, store: ModelStore, namespace: str, device: torc
                inception: Callable[[], Any] | None) -> Callable[[Sink, threading.Event], None]:
     """The job body of a TrainGenerator request; `namespace` is where its generator goes."""
     s = job.settings
-    key = dataclasses.asdict(dataclasses.replace(s, preview=dataclasses.asdict(s.preview)))  # type: ignore[arg-type]
-    key["images"] = len(job.data.images)
+    key = dataclasses.asdict(s) | {"images": len(job.data.images)}  # asdict turns the preview into a dict too
     state_file = checkpoint_path(store, namespace, s.name)
 
     def body(sink: Sink, cancel: threading.Event) -> None:

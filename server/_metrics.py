@@ -22,11 +22,13 @@ class Metrics:
         self.requests = Counter("dreamrender_requests", "RPCs by method and final status code",
                                 ["rpc", "code"], registry=r)
         self.render_seconds = Histogram("dreamrender_render_seconds", "Wall time of renders that ran",
-                                        ["rpc"], buckets=_DURATION_BUCKETS, registry=r)
+                                        ["rpc", "lane"], buckets=_DURATION_BUCKETS, registry=r)
         self.queue_wait = Histogram("dreamrender_queue_wait_seconds", "Time jobs waited before starting",
-                                    buckets=_DURATION_BUCKETS, registry=r)
-        self.queue_depth = Gauge("dreamrender_queue_depth", "Jobs waiting", ["device"], registry=r)
-        self.active_jobs = Gauge("dreamrender_active_jobs", "Jobs running", ["device"], registry=r)
+                                    ["lane"], buckets=_DURATION_BUCKETS, registry=r)
+        self.queue_depth = Gauge("dreamrender_queue_depth", "Jobs waiting", ["device", "lane"], registry=r)
+        self.active_jobs = Gauge("dreamrender_active_jobs", "Jobs running", ["device", "lane"], registry=r)
+        self.lane_paused = Gauge("dreamrender_long_lane_paused_seconds", "Time the long lane paused for short work "
+                                 "(CPU time-sharing)", ["device"], registry=r)
         self.iterations = Counter("dreamrender_iterations", "Optimiser/gradient steps done", ["rpc"], registry=r)
         self.iterations_per_second = Gauge("dreamrender_iterations_per_second",
                                            "Steps per second of the most recent progress", ["rpc"], registry=r)
@@ -34,9 +36,9 @@ class Metrics:
                                         ["model"], registry=r)
         self._http = None
 
-    def track_scheduler(self, device: str, depth: Callable[[], float], active: Callable[[], float]) -> None:
-        self.queue_depth.labels(device).set_function(depth)
-        self.active_jobs.labels(device).set_function(active)
+    def track_lane(self, device: str, lane: str, depth: Callable[[], float], active: Callable[[], float]) -> None:
+        self.queue_depth.labels(device, lane).set_function(depth)
+        self.active_jobs.labels(device, lane).set_function(active)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Start the /metrics HTTP endpoint; returns the bound port (0 picks a free one)."""

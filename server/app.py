@@ -31,7 +31,7 @@ from .jobs import JobStore, open_store
 from .memory import freeze_startup_objects, keep_heap, machine_memory, thaw_startup_objects
 from .datasets import DataLimits
 from .requests import Limits, RequestReader
-from .scheduler import Scheduler
+from .scheduler import LaneLimits, Scheduler
 from .servicer import DreamRenderServicer, ModelCache
 
 __all__ = ["ServerConfig", "Server", "create_server", "serve", "main"]
@@ -65,6 +65,16 @@ class ServerConfig:
     max_jobs_per_caller: int = _cfg(4, "running plus waiting jobs one caller may have (the caller is its token when "
                                        "tokens are on, else its peer address); waiting callers are served in turn "
                                        "(0: no cap)")
+    short_max_queue: int = _cfg(64, "short jobs (feed-forward paintings, samples) that may wait per device; they have "
+                                    "their own lane, which runs beside long renders (#26)")
+    short_jobs_per_caller: int = _cfg(8, "running plus waiting short jobs one caller may have (0: no cap)")
+    short_jobs: int = _cfg(2, "short jobs that run at once per device (each onnxruntime run uses every core)")
+    short_share: float = _cfg(0.25, "on a CPU, the most of the time short jobs may take while a long job runs: "
+                                    "the long job pauses at its next layer while one runs, so it slows down by at "
+                                    "most 1 / (1 - share) (0: no pausing; the lanes then share the cores freely)",
+                              type=float)
+    short_burst: float = _cfg(5.0, "seconds of short work that start at once on a busy CPU before --short-share "
+                                   "paces them", type=float)
     max_side: int = _cfg(4096, "longest side of any output in pixels")
     max_input_pixels: int = _cfg(64_000_000, "largest input image in pixels, read from its header (decompression bombs)")
     max_queued_pixels: int = _cfg(100_000_000, "decoded image pixels waiting jobs may hold together (about 12 bytes "
@@ -259,10 +269,16 @@ def create_server(config: ServerConfig) -> Server:
         pull(name, store, progress=lambda msg: log.info("%s", msg))
     device = resolve_device(config.device)
     metrics = Metrics() if config.metrics_port is not None else None
+    max_job_memory = (config.max_job_memory or int(0.8 * machine_memory() / MiB)) * MiB
     scheduler = Scheduler(str(device), max_queue=config.max_queue, max_queued_pixels=config.max_queued_pixels,
-                          max_jobs_per_caller=config.max_jobs_per_caller)
+                          max_jobs_per_caller=config.max_jobs_per_caller, max_memory=max_job_memory,
+                          short=LaneLimits(config.short_max_queue, config.short_jobs_per_caller, config.short_jobs),
+                          short_share=config.short_share, short_burst=config.short_burst)
     if metrics is not None:
-        metrics.track_scheduler(str(device), lambda: scheduler.queue_depth, lambda: scheduler.active)
+        for name, lane in scheduler.lanes.items():
+            metrics.track_lane(str(device), name, lambda lane=lane: len(lane.waiting), lambda lane=lane: lane.active)
+        if scheduler.share is not None:
+            metrics.lane_paused.labels(str(device)).set_function(lambda: scheduler.share.paused_seconds)
     quiet_lost_client_errors()
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(metrics)]
     if config.auth_token_file:
@@ -270,7 +286,7 @@ def create_server(config: ServerConfig) -> Server:
     server = grpc.aio.server(interceptors=interceptors, options=_grpc_options(config))
     evaluator = Evaluator(store, threads=config.evaluator_threads, enabled=config.evaluator)
     limits = Limits(config.max_input_pixels, config.max_side, config.max_work,
-                    max_job_memory=(config.max_job_memory or int(0.8 * machine_memory() / MiB)) * MiB,
+                    max_job_memory=max_job_memory,
                     evaluator=config.evaluator, max_frames=config.max_frames,
                     data=DataLimits(config.max_train_images, config.max_train_mb * MiB, config.max_input_pixels))
     requests = RequestReader(limits=limits, store=store,

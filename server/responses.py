@@ -57,7 +57,8 @@ def to_response(event: Event, response_type: type, *, frame_format: str = "jpeg"
         return response_type(accepted=pb.Accepted(job_id=event.job_id, queue_position=event.queue_position,
                                                   server_id=event.server_id))
     if isinstance(event, Queued):
-        return response_type(queued=pb.Queued(queue_position=event.queue_position))
+        return response_type(queued=pb.Queued(queue_position=event.queue_position, eta_seconds=event.eta_seconds,
+                                                lane=event.lane))
     if isinstance(event, Progress):
         return response_type(progress=pb.Progress(
             stage=event.stage, stage_index=event.stage_index, stage_count=event.stage_count, step=event.step,

@@ -1,4 +1,5 @@
-"""Job scheduling: a bounded queue and one worker thread per device, off the asyncio loop."""
+"""Job scheduling, off the asyncio loop: per device, a long lane (one job at a time) and a short
+lane (a few at once), each with a bounded queue served fairly between callers (#26)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,12 +9,16 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
+
+from ._cpu_share import CpuShare, current_share, install_pause_hooks, pausable_thread
 
 from .engine.events import Queued
 from .memory import release_memory
 
-__all__ = ["QueueFullError", "QueuedPixelsError", "CallerLimitError", "Job", "Scheduler"]
+__all__ = ["QueueFullError", "QueuedPixelsError", "CallerLimitError", "Job", "Scheduler", "LaneLimits", "LONG", "SHORT",
+           "LANES"]
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -59,12 +64,14 @@ class Job:
     """One render: its body, its cancel flag, and the queue its responses flow through."""
 
     def __init__(self, body: JobBody, make_queued: Callable[[Queued], Any], rpc: str, *, pixels: int = 0,
-                 caller: str = "", job_id: str = "") -> None:
+                 caller: str = "", job_id: str = "", lane: str = "long", memory: int = 0) -> None:
         self.id = job_id or uuid.uuid4().hex[:16]  # a resumed job keeps its id
         self.body = body
         self.rpc = rpc
         self.caller = caller  # who asked: fairness is per caller
         self.pixels = pixels  # decoded image pixels the job holds until it runs
+        self.lane = lane  # "long" or "short"
+        self.memory = memory  # bytes it is estimated to need at its peak (0: not estimated)
         self.make_queued = make_queued
         self.cancel = threading.Event()
         self.created = time.monotonic()
@@ -118,6 +125,21 @@ class Job:
             yield item
 
 
+class _PausingCancel:
+    """A long job's cancel flag whose every check first waits while short work runs: engines check
+    it between steps and tiles, which covers networks without module hooks (see _cpu_share)."""
+
+    def __init__(self, event: threading.Event, share: CpuShare) -> None:
+        self._event, self._share = event, share
+
+    def is_set(self) -> bool:
+        self._share.pause_point()
+        return self._event.is_set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._event, name)
+
+
 _LATEST_WINS = ("progress", "frame", "scores")
 _CALLERS_KEPT = 1024
 _BACKLOG = 8
@@ -129,62 +151,54 @@ def _kind(item: Any) -> str | None:
     return which("event") if which is not None else None
 
 
-class Scheduler:
-    """Runs jobs one at a time on a device; at most `max_queue` jobs wait behind the running one.
+LONG, SHORT = "long", "short"
+LANES = (LONG, SHORT)
+
+
+@dataclass(frozen=True)
+class LaneLimits:
+    """One lane's limits: jobs that may wait, jobs one caller may hold (0: no cap), jobs at once."""
+
+    max_queue: int = 16
+    max_jobs_per_caller: int = 0
+    concurrency: int = 1
+
+
+class _Lane:
+    """A lane's waiting jobs, running jobs and worker threads.
 
     Waiting callers are served in turn: the next job is the oldest one of the caller who was served
-    longest ago (or never), so one caller's backlog does not hold the others back. A caller may
-    have at most `max_jobs_per_caller` jobs running or waiting (0: no cap)."""
+    longest ago (or never), so one caller's backlog does not hold the others back."""
 
-    def __init__(self, device: str, *, max_queue: int = 16, max_queued_pixels: int = 0,
-                 max_jobs_per_caller: int = 0) -> None:
-        self.device = device
-        self.max_queue = max_queue
-        self.max_queued_pixels = max_queued_pixels  # 0: no budget
-        self.max_jobs_per_caller = max_jobs_per_caller
+    def __init__(self, name: str, device: str, limits: LaneLimits, initializer: Callable[[], None] | None) -> None:
+        self.name, self.limits = name, limits
+        self.executor = concurrent.futures.ThreadPoolExecutor(limits.concurrency, f"{name}-{device}", initializer)
+        self.waiting: collections.deque[Job] = collections.deque()
+        self.running: list[Job] = []
         self._served: dict[str, int] = {}  # caller -> turn number of its last job started
         self._turn = 0
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"render-{device}")
-        self._waiting: collections.deque[Job] = collections.deque()
-        self._running: Job | None = None
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
-        self._recent: collections.deque[float] = collections.deque(maxlen=20)
-
-    @property
-    def queue_depth(self) -> int:
-        return len(self._waiting)
+        self.recent: collections.deque[float] = collections.deque(maxlen=20)
 
     @property
     def active(self) -> int:
-        # A job whose body has ended is only releasing memory: a newcomer is next, at position 0.
-        return 1 if self._running is not None and not self._running.finished else 0
+        # A job whose body has ended is only releasing memory: it does not count as ahead of anyone.
+        return sum(not j.finished for j in self.running)
 
-    def submit(self, job: Job) -> int:
-        """Queue `job`; return its position (0 = starts now). Raises QueueFullError."""
-        self._ensure_started()
-        busy = self._running is not None or bool(self._waiting)
-        typical = sum(self._recent) / len(self._recent) if self._recent else 30.0
-        if len(self._waiting) >= self.max_queue and self._running is not None:
-            raise QueueFullError(self.max_queue, typical)
-        if self.max_jobs_per_caller and self._held_by(job.caller) >= self.max_jobs_per_caller:
-            raise CallerLimitError(self.max_jobs_per_caller, typical)
-        queued = sum(j.pixels for j in self._waiting)
-        if busy and self.max_queued_pixels and queued + job.pixels > self.max_queued_pixels:
-            raise QueuedPixelsError(queued, job.pixels, self.max_queued_pixels, typical)
-        self._waiting.append(job)
-        self._announce_positions(job)
-        assert self._wake is not None
-        self._wake.set()
-        return job.position
+    @property
+    def full(self) -> bool:
+        return len(self.running) >= self.limits.concurrency
 
-    def _held_by(self, caller: str) -> int:
-        running = self.active and self._running is not None and self._running.caller == caller
-        return int(running) + sum(j.caller == caller for j in self._waiting)
+    def typical(self) -> float:
+        """Seconds a job of this lane takes, from the last ones (30 s before any has run)."""
+        return sum(self.recent) / len(self.recent) if self.recent else 30.0
 
-    def _order(self) -> list[Job]:
+    def held_by(self, caller: str) -> int:
+        return sum(j.caller == caller and not j.finished for j in self.running) + \
+            sum(j.caller == caller for j in self.waiting)
+
+    def order(self) -> list[Job]:
         """The waiting jobs in the order they will start (served in turn; see the class)."""
-        served, waiting, order = dict(self._served), list(self._waiting), []
+        served, waiting, order = dict(self._served), list(self.waiting), []
         turn = self._turn
         while waiting:
             nxt = min(waiting, key=lambda j: served.get(j.caller, -1))  # min keeps arrival order on ties
@@ -194,13 +208,147 @@ class Scheduler:
             served[nxt.caller] = turn
         return order
 
+    def take(self, job: Job) -> None:
+        """Move `job` from waiting to running, and remember its caller was served."""
+        self.waiting.remove(job)
+        self._turn += 1
+        self._served[job.caller] = self._turn
+        if len(self._served) > _CALLERS_KEPT:  # forget the callers served longest ago
+            for caller in sorted(self._served, key=self._served.__getitem__)[:_CALLERS_KEPT // 2]:
+                del self._served[caller]
+        self.running.append(job)
+
+    def eta(self, position: int) -> float:
+        """Seconds until a job at `position` may start, from this lane's typical job."""
+        return position * self.typical() / self.limits.concurrency
+
+
+class Scheduler:
+    """Runs a device's jobs in two lanes (#26), so fast work never waits behind slow work.
+
+    The long lane (Gatys, dreams, GAN training) runs one job at a time; the short lane
+    (feed-forward paintings, samples) runs up to `short.concurrency` at once, and starts them even
+    while a long job runs. Each lane has its own queue, per-caller cap and positions. A job starts
+    only when the estimated memory of all running jobs, both lanes', stays within `max_memory`
+    (a lone job always starts: the request check refused any over the limit alone). On a CPU
+    the lanes time-share the cores through `CpuShare` (see _cpu_share)."""
+
+    def __init__(self, device: str, *, max_queue: int = 16, max_queued_pixels: int = 0,
+                 max_jobs_per_caller: int = 0, short: LaneLimits | None = None, max_memory: int = 0,
+                 short_share: float = 0.25, short_burst: float = 5.0) -> None:
+        self.device = device
+        self.max_queued_pixels = max_queued_pixels  # 0: no budget
+        self.max_memory = max_memory  # 0: no budget
+        # Pausing only helps when both lanes compute on the same cores.
+        self.share = CpuShare(short_share, short_burst) if device == "cpu" and short_share else None
+        if self.share is not None:
+            install_pause_hooks()
+        self.lanes = {
+            LONG: _Lane(LONG, device, LaneLimits(max_queue, max_jobs_per_caller, 1),
+                        (lambda: pausable_thread(self.share)) if self.share is not None else None),
+            SHORT: _Lane(SHORT, device, short or LaneLimits(64, max_jobs_per_caller, 2), None),
+        }
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def max_queue(self) -> int:
+        return self.lanes[LONG].limits.max_queue
+
+    @property
+    def queue_depth(self) -> int:
+        return sum(len(lane.waiting) for lane in self.lanes.values())
+
+    @property
+    def active(self) -> int:
+        return sum(lane.active for lane in self.lanes.values())
+
+    @property
+    def _recent(self) -> collections.deque[float]:
+        return self.lanes[LONG].recent
+
+    def running(self) -> list[Job]:
+        """The jobs whose bodies run now, in both lanes."""
+        return [j for lane in self.lanes.values() for j in lane.running if not j.finished]
+
+    def submit(self, job: Job) -> int:
+        """Queue `job` in its lane; return its position there (0 = starts now). Raises QueueFullError."""
+        lane = self.lanes[job.lane]
+        typical = lane.typical()
+        if len(lane.waiting) >= lane.limits.max_queue and lane.running:
+            raise QueueFullError(lane.limits.max_queue, typical,
+                                 f"{job.lane} render queue is full ({lane.limits.max_queue} waiting)")
+        cap = lane.limits.max_jobs_per_caller
+        if cap and lane.held_by(job.caller) >= cap:
+            raise CallerLimitError(cap, typical)
+        queued = sum(j.pixels for x in self.lanes.values() for j in x.waiting)
+        busy = bool(self.running() or self.queue_depth)
+        if busy and self.max_queued_pixels and queued + job.pixels > self.max_queued_pixels:
+            raise QueuedPixelsError(queued, job.pixels, self.max_queued_pixels, typical)
+        job.position = -1  # not told yet
+        lane.waiting.append(job)
+        self._dispatch()
+        if job in lane.waiting:
+            self._announce_positions(lane, job)
+        return job.position
+
+    def _memory_admits(self, job: Job) -> bool:
+        running = [j for lane in self.lanes.values() for j in lane.running]
+        return not self.max_memory or not running or sum(j.memory for j in running) + job.memory <= self.max_memory
+
+    def _dispatch(self) -> None:
+        """Start every waiting job that may start: short lane first (fast work never waits)."""
+        short, long_ = self.lanes[SHORT], self.lanes[LONG]
+        for lane in (short, long_):
+            while lane.waiting and not lane.full:
+                job = lane.order()[0]
+                if not self._memory_admits(job):
+                    break
+                if lane is short and self.share is not None and not self.share.may_start_short():
+                    self._wake_in(self.share.wait_seconds())
+                    break
+                self._start(lane, job)
+        for lane in (short, long_):
+            self._announce_positions(lane)
+
+    def _wake_in(self, seconds: float) -> None:
+        if self._timer is None:
+            def wake() -> None:
+                self._timer = None
+                self._dispatch()
+            self._timer = asyncio.get_running_loop().call_later(seconds, wake)
+
+    def _start(self, lane: _Lane, job: Job) -> None:
+        lane.take(job)
+        if job.position > 0:  # it waited: tell it that it starts now
+            job.emit(job.make_queued(Queued(0, 0.0, lane.name)))
+        job.position = 0
+        if self.share is not None:
+            if lane.name == SHORT:
+                self.share.short_started()
+            else:
+                self.share.long_running(True)
+        started = time.monotonic()
+        future = asyncio.get_running_loop().run_in_executor(lane.executor, self._run, job)
+        future.add_done_callback(lambda _f: self._ended(lane, job, time.monotonic() - started))
+
+    def _ended(self, lane: _Lane, job: Job, seconds: float) -> None:
+        lane.running.remove(job)
+        lane.recent.append(seconds)
+        if self.share is not None:
+            if lane.name == SHORT:
+                self.share.short_ended()
+            else:
+                self.share.long_running(False)
+        self._dispatch()
+
     def withdraw(self, job: Job) -> bool:
         """The caller went away: drop a waiting job, or ask a running one to stop. True when the
         job was still waiting (it will never run)."""
         job.cancel.set()
-        if job in self._waiting:
-            self._waiting.remove(job)
-            self._announce_positions()
+        lane = self.lanes[job.lane]
+        if job in lane.waiting:
+            lane.waiting.remove(job)
+            self._dispatch()
             return True
         return False
 
@@ -212,51 +360,23 @@ class Scheduler:
         else:
             job.abort_reason = reason
 
-    def _ensure_started(self) -> None:
-        if self._task is None:
-            self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    def _announce_positions(self, new: Job | None = None) -> None:
-        """Tell each waiting job whose place changed its new position (`new` learns it from submit)."""
-        for i, job in enumerate(self._order()):
-            if job.position != i + self.active or job is new:
-                job.position = i + self.active
-                if job is not new:
-                    job.emit(job.make_queued(Queued(job.position)))
-
-    async def _loop(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._waiting:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            job = self._order()[0]
-            self._waiting.remove(job)
-            self._turn += 1
-            self._served[job.caller] = self._turn
-            if len(self._served) > _CALLERS_KEPT:  # forget the callers served longest ago
-                for caller in sorted(self._served, key=self._served.__getitem__)[:_CALLERS_KEPT // 2]:
-                    del self._served[caller]
-            self._running = job
-            if job.position:  # it waited: tell it that it starts now
-                job.position = 0
-                job.emit(job.make_queued(Queued(0)))
-            self._announce_positions()
-            started = time.monotonic()
-            try:
-                await loop.run_in_executor(self._executor, self._run, job)
-            finally:
-                self._running = None
-                self._recent.append(time.monotonic() - started)
+    def _announce_positions(self, lane: _Lane, new: Job | None = None) -> None:
+        """Tell each waiting job of `lane` whose place changed its new position and the lane's
+        estimate of its wait (`new` learns its position from submit)."""
+        ahead = lane.active
+        for i, job in enumerate(lane.order()):
+            if job.position != i + ahead or job is new:
+                told = job.position >= 0
+                job.position = i + ahead
+                if job is not new and told:
+                    job.emit(job.make_queued(Queued(job.position, lane.eta(job.position), lane.name)))
 
     @staticmethod
     def _run(job: Job) -> None:
         job.started = True
+        share = current_share()
         try:
-            job.body(job.emit, job.cancel)
+            job.body(job.emit, job.cancel if share is None else _PausingCancel(job.cancel, share))
         except BaseException as exc:  # handed to the caller's stream, mapped to a status there
             job._finish(job.abort_reason or exc)
         else:
@@ -266,28 +386,34 @@ class Scheduler:
             release_memory()
 
     def abort_all(self, reason: Callable[[Job], BaseException]) -> None:
-        """Stop every job with `reason(job)` (shutdown): waiting ones at once, the running one within a step."""
-        while self._waiting:
-            job = self._waiting.popleft()
-            job.cancel.set()
-            job._finish(reason(job))
-        if self._running is not None:
-            self._running.abort_reason = reason(self._running)
-            self._running.cancel.set()
+        """Stop every job with `reason(job)` (shutdown): waiting ones at once, running ones within a step."""
+        for lane in self.lanes.values():
+            while lane.waiting:
+                job = lane.waiting.popleft()
+                job.cancel.set()
+                job._finish(reason(job))
+            for job in lane.running:
+                job.abort_reason = reason(job)
+                job.cancel.set()
+
+    def _idle(self) -> bool:
+        return not any(lane.waiting or lane.running for lane in self.lanes.values())
 
     async def drain(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for the queue and the worker to empty; True if they did."""
+        """Wait up to `timeout` s for the queues and the workers to empty; True if they did."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (self._waiting or self._running is not None) and loop.time() < deadline:
+        while not self._idle() and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        return not self._waiting and self._running is None
+        return self._idle()
 
     async def close(self) -> None:
-        for job in list(self._waiting):
-            self.withdraw(job)
-        if self._running is not None:
-            self._running.cancel.set()
-        if self._task is not None:
-            self._task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for lane in self.lanes.values():
+            for job in list(lane.waiting):
+                self.withdraw(job)
+            for job in lane.running:
+                job.cancel.set()
+        if self._timer is not None:
+            self._timer.cancel()
+        for lane in self.lanes.values():
+            lane.executor.shutdown(wait=False, cancel_futures=True)

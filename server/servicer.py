@@ -33,7 +33,7 @@ from .jobs.service import JobBook, check_request_id
 from .memory import release_memory, trim_heap
 from .requests import DreamJob, RequestReader, SampleJob, StyleJob, TrainJob
 from .responses import to_responses
-from .scheduler import Job, Scheduler
+from .scheduler import LONG, SHORT, Job, Scheduler
 
 __all__ = ["DreamRenderServicer", "ModelCache"]
 
@@ -90,6 +90,8 @@ class Work:
     frame_format: str
     result_format: str
     pixels: int
+    lane: str = LONG  # SHORT: a feed-forward pass, run at once beside long work (#26)
+    memory: int = 0  # estimated peak bytes, which admission counts while it runs
 
     def convert(self, e: Event) -> list[Any]:
         return to_responses(e, self.response_type, frame_format=self.frame_format, result_format=self.result_format)
@@ -250,7 +252,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 Journal(self.store, job.id, job.cancel).ended("CANCELLED", "the caller went away before it started")
             elapsed = time.monotonic() - started
             if self.metrics is not None and job.started:
-                self.metrics.render_seconds.labels(work.rpc).observe(elapsed)
+                self.metrics.render_seconds.labels(work.rpc, work.lane).observe(elapsed)
             log.info("job %s %s %s: %s after %.2f s", job.id, work.rpc,
                      "left running" if status == "DETACHED" else "ended", status, elapsed,
                      extra={"job_id": job.id, "rpc": work.rpc, "peer": peer, "status": status,
@@ -259,7 +261,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     async def _submit(self, work: Work, record: JobRecord, caller: str) -> Job:
         """Record the job, then queue it (a refused job's record says why)."""
         job = Job(lambda emit, cancel: self._run(job, work, journal, emit, cancel), lambda q: work.convert(q)[0],
-                  work.rpc, pixels=work.pixels, caller=caller, job_id=record.id)
+                  work.rpc, pixels=work.pixels, caller=caller, job_id=record.id, lane=work.lane, memory=work.memory)
         journal = Journal(self.store, job.id, job.cancel, encode_png=_png if work.rpc == "RenderStyle" else None)
         if record.id:  # resumed: the record exists
             # (resume_jobs' claim made this server the job's server)
@@ -306,7 +308,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
 
     def _job_started(self, job: Job) -> None:
         if self.metrics is not None:
-            self.metrics.queue_wait.observe(time.monotonic() - job.created)
+            self.metrics.queue_wait.labels(job.lane).observe(time.monotonic() - job.created)
 
     def _observe_event(self, event: Event, rpc: str) -> Event:
         """Count steps for the metrics as events flow out of the engine (worker thread)."""
@@ -325,7 +327,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                          on_event=_animated(events, AnimationWriter(fmt, s.frame_ms)) if s.zoom_frames else events,
                          device=self.cache.device)
 
-        return Work("RenderDream", pb.RenderDreamResponse, body, s.preview.format, fmt, job.pixels)
+        return Work("RenderDream", pb.RenderDreamResponse, body, s.preview.format, fmt, job.pixels,
+                    memory=self.requests.memory(job))
 
     def _style_work(self, job: StyleJob) -> Work:
         s = job.settings
@@ -349,13 +352,15 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             events = scored(sink) if s.feed_forward_scores else self.evaluator.unscored(sink)
             render_feed_forward(nets, job.content, job.styles, settings=s, on_event=events, cancel=cancel)
 
-        return Work("RenderStyle", pb.RenderStyleResponse, feed_forward if s.method == "feed_forward" else optimize,
-                    s.preview.format, job.result_format, job.pixels)
+        short = s.method == "feed_forward"
+        return Work("RenderStyle", pb.RenderStyleResponse, feed_forward if short else optimize, s.preview.format,
+                    job.result_format, job.pixels, SHORT if short else LONG, self.requests.memory(job))
 
     def _train_work(self, job: TrainJob, namespace: str, *, resume: bool = False) -> Work:
         body = train_body(job, store=self.cache.store, namespace=namespace, device=self.cache.device, resume=resume,
                           inception=inception_loader(self.cache.store, self.cache.get))
-        return Work("TrainGenerator", pb.TrainGeneratorResponse, body, job.settings.preview.format, "png", job.pixels)
+        return Work("TrainGenerator", pb.TrainGeneratorResponse, body, job.settings.preview.format, "png", job.pixels,
+                    memory=self.requests.memory(job))
 
     def _sample_work(self, job: SampleJob) -> Work:
         s, body = job.settings, sample_body(job, self.sessions)
@@ -365,7 +370,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
                 still(_animated(sink, AnimationWriter(job.result_format, s.frame_ms)), cancel)
 
-        return Work("RenderSample", pb.RenderSampleResponse, body, s.preview.format, job.result_format, job.pixels)
+        return Work("RenderSample", pb.RenderSampleResponse, body, s.preview.format, job.result_format, job.pixels,
+                    SHORT)
 
     # -- RPCs --------------------------------------------------------------------------
     async def TrainGenerator(self, request: pb.TrainGeneratorRequest,

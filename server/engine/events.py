@@ -21,6 +21,8 @@ class Accepted:
 @dataclass(frozen=True)
 class Queued:
     queue_position: int
+    eta_seconds: float = 0.0  # the lane's estimate of the wait (0: starting now, or no estimate)
+    lane: str = ""  # "long" or "short" (#26)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Sequence
 from dreamrender.settings import LARGE_SCALE_PIXELS, DreamSettings, GanSettings, StyleSettings
 
 __all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "LBFGS_STORAGE", "STORAGE_BYTES", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
-           "style_memory", "dream_memory", "gan_memory", "MiB", "EVAL_MAX_PIXELS",
+           "style_memory", "dream_memory", "gan_memory", "feed_forward_memory", "MiB", "EVAL_MAX_PIXELS",
            "scale_cost", "TILED_COST"]
 
 MiB = 1 << 20
@@ -121,3 +121,12 @@ def gan_memory(s: GanSettings, images: int) -> int:
     (`images` of them at the training size) and, with FID, Inception v3."""
     data = images * s.image_channels * s.size * s.size
     return _GAN_BASE + data + s.batch * s.size * s.size * _GAN_ACTIVATION_BYTES + (_GAN_FID if s.fid_samples else 0)
+
+
+_FF_BASE = 60 * MiB  # the sessions' arenas beyond the activations, the decoded images
+_FF_BYTES_PER_PX = 700  # onnxruntime's transformer at the output size: its widest activations, live at once
+
+
+def feed_forward_memory(h: int, w: int) -> int:
+    """Peak bytes a feed-forward painting of (h, w) adds (measured with bench/bench_lanes.py's --memory)."""
+    return _FF_BASE + h * w * _FF_BYTES_PER_PX

@@ -354,10 +354,14 @@ class Accepted(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., queue_position: _Optional[int] = ..., server_id: _Optional[str] = ...) -> None: ...
 
 class Queued(_message.Message):
-    __slots__ = ("queue_position",)
+    __slots__ = ("queue_position", "eta_seconds", "lane")
     QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LANE_FIELD_NUMBER: _ClassVar[int]
     queue_position: int
-    def __init__(self, queue_position: _Optional[int] = ...) -> None: ...
+    eta_seconds: float
+    lane: str
+    def __init__(self, queue_position: _Optional[int] = ..., eta_seconds: _Optional[float] = ..., lane: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "stage_index", "stage_count", "step", "total_steps", "values", "elapsed_seconds", "eta_seconds", "precision", "terms")

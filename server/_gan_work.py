@@ -37,7 +37,8 @@ def checkpoint_path(store: ModelStore, namespace: str, name: str) -> Path:
 class Sessions:
     """onnxruntime sessions of generators, by file (and its mtime: a retrained generator is reloaded)."""
 
-    def __init__(self) -> None:
+    def __init__(self, wrap: Callable[[Any], Any] = lambda session: session) -> None:
+        self._wrap = wrap  # dynamic batching, when on
         self._sessions: dict[tuple[str, float], Any] = {}
         self._lock = threading.Lock()
 
@@ -46,7 +47,7 @@ class Sessions:
         with self._lock:
             if key not in self._sessions:
                 self._sessions = {k: v for k, v in self._sessions.items() if k[0] != key[0]}
-                self._sessions[key] = onnx_session(path.read_bytes())
+                self._sessions[key] = self._wrap(onnx_session(path.read_bytes()))
             return self._sessions[key]
 
 

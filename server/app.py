@@ -67,7 +67,7 @@ class ServerConfig:
                                        "(0: no cap)")
     short_max_queue: int = _cfg(64, "short jobs (feed-forward paintings, samples) that may wait per device; they have "
                                     "their own lane, which runs beside long renders (#26)")
-    short_jobs_per_caller: int = _cfg(8, "running plus waiting short jobs one caller may have (0: no cap)")
+    short_jobs_per_caller: int = _cfg(16, "running plus waiting short jobs one caller may have (0: no cap)")
     short_jobs: int = _cfg(2, "short jobs that run at once per device (each onnxruntime run uses every core)")
     short_share: float = _cfg(0.25, "on a CPU, the most of the time short jobs may take while a long job runs: "
                                     "the long job pauses at its next layer while one runs, so it slows down by at "
@@ -75,6 +75,10 @@ class ServerConfig:
                               type=float)
     short_burst: float = _cfg(5.0, "seconds of short work that start at once on a busy CPU before --short-share "
                                    "paces them", type=float)
+    ff_max_batch: int = _cfg(1, "feed-forward runs (presets, samples) that arrive together for the same network "
+                                "and size join one onnxruntime batch of up to this many (1: off; see the README "
+                                "for when it helps)")
+    ff_max_wait_ms: float = _cfg(5.0, "milliseconds the first run of a batch waits for others", type=float)
     max_side: int = _cfg(4096, "longest side of any output in pixels")
     max_input_pixels: int = _cfg(64_000_000, "largest input image in pixels, read from its header (decompression bombs)")
     max_queued_pixels: int = _cfg(100_000_000, "decoded image pixels waiting jobs may hold together (about 12 bytes "
@@ -270,15 +274,7 @@ def create_server(config: ServerConfig) -> Server:
     device = resolve_device(config.device)
     metrics = Metrics() if config.metrics_port is not None else None
     max_job_memory = (config.max_job_memory or int(0.8 * machine_memory() / MiB)) * MiB
-    scheduler = Scheduler(str(device), max_queue=config.max_queue, max_queued_pixels=config.max_queued_pixels,
-                          max_jobs_per_caller=config.max_jobs_per_caller, max_memory=max_job_memory,
-                          short=LaneLimits(config.short_max_queue, config.short_jobs_per_caller, config.short_jobs),
-                          short_share=config.short_share, short_burst=config.short_burst)
-    if metrics is not None:
-        for name, lane in scheduler.lanes.items():
-            metrics.track_lane(str(device), name, lambda lane=lane: len(lane.waiting), lambda lane=lane: lane.active)
-        if scheduler.share is not None:
-            metrics.lane_paused.labels(str(device)).set_function(lambda: scheduler.share.paused_seconds)
+    scheduler = _scheduler(config, str(device), max_job_memory, metrics)
     quiet_lost_client_errors()
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(metrics)]
     if config.auth_token_file:
@@ -294,7 +290,8 @@ def create_server(config: ServerConfig) -> Server:
                              default_style_model=config.default_style_model)
     jobs = open_store(config.job_store, data_dir=config.data_dir or str(store.root.parent / "jobs"),
                       ttl=config.job_ttl, max_bytes=config.job_store_max_mb * MiB)
-    servicer = DreamRenderServicer(cache=ModelCache(store, device, metrics), scheduler=scheduler, requests=requests,
+    cache = ModelCache(store, device, metrics, max_batch=config.ff_max_batch, max_wait=config.ff_max_wait_ms / 1000)
+    servicer = DreamRenderServicer(cache=cache, scheduler=scheduler, requests=requests,
                                    server_id=config.server_id, evaluator=evaluator, store=jobs, metrics=metrics,
                                    callers_by_token=bool(config.auth_token_file))
     pb_grpc.add_DreamRenderServiceServicer_to_server(servicer, server)
@@ -310,6 +307,23 @@ def create_server(config: ServerConfig) -> Server:
     freeze_startup_objects()
     return Server(server, port, config, health_servicer, scheduler, servicer, evaluator, metrics, metrics_port, jobs,
                   health_server, health_port)
+
+
+def _scheduler(config: ServerConfig, device: str, max_job_memory: int, metrics: Metrics | None) -> Scheduler:
+    """The device's scheduler with its two lanes, and their gauges."""
+    scheduler = Scheduler(device, max_queue=config.max_queue, max_queued_pixels=config.max_queued_pixels,
+                          max_jobs_per_caller=config.max_jobs_per_caller, max_memory=max_job_memory,
+                          # Batching needs as many short jobs running as a batch holds.
+                          short=LaneLimits(config.short_max_queue, config.short_jobs_per_caller,
+                                           max(config.short_jobs, config.ff_max_batch)),
+                          short_share=config.short_share, short_burst=config.short_burst)
+    if metrics is not None:
+        for name, lane in scheduler.lanes.items():
+            metrics.track_lane(device, name, lambda lane=lane: len(lane.waiting), lambda lane=lane: lane.active)
+        if scheduler.share is not None:
+            share = scheduler.share
+            metrics.lane_paused.labels(device).set_function(lambda: share.paused_seconds)
+    return scheduler
 
 
 async def serve(config: ServerConfig) -> None:

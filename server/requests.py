@@ -27,7 +27,7 @@ from .codec import decode_image, probe_image
 from .datasets import DataLimits, TrainingData, load_mnist, read_archive, read_images
 from .engine.dream import GUIDE_SIDE, check_lap_levels, check_terms, check_tile_size, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
-from .engine.sizing import MiB, dream_memory, feed_forward_memory, gan_memory, style_memory
+from .engine.sizing import MiB, dream_memory, gan_memory, style_memory
 from .engine.style import check_content_side, check_layers, render_sizes, style_work
 
 __all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "TrainJob", "SampleJob", "RequestReader", "MAX_CANDIDATES", "result_format", "check_strings",
@@ -248,17 +248,6 @@ class RequestReader:
                                             f"over this server's --max-job-memory of {limit / MiB:,.0f} MB",
                                      "a smaller size, fewer L-BFGS pairs (lbfgs_history), a smaller tile_size, "
                                      "or the adam optimizer")
-
-    def memory(self, job: Any) -> int:
-        """A checked job's estimated peak memory in bytes: what admission counts while it runs (#26)."""
-        ev, s = self.limits.evaluator, getattr(job, "settings", None)
-        if isinstance(job, DreamJob):
-            return dream_memory(*job.start.shape[-2:], job.settings, evaluator=ev)
-        if isinstance(job, StyleJob) and s.method != "feed_forward":
-            return style_memory(render_sizes(s, get_spec(s.model).min_side, job.content.shape[-2:]), s, evaluator=ev)
-        if isinstance(job, StyleJob):
-            return feed_forward_memory(*fit_long_side(*job.content.shape[-2:], s.size))
-        return gan_memory(s, len(job.data.images)) if isinstance(job, TrainJob) else 0
 
     def check_side(self, side: int, field: str) -> None:
         if side > self.limits.max_side:

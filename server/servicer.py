@@ -12,16 +12,20 @@ from typing import Any, AsyncIterator, Callable
 import torch
 
 from dreamrender.models import (FEED_FORWARD_MODELS, SHARED, FeatureNet, GeneratorStore, ModelStore, get_model,
-                               is_available, list_specs, weights_path)
+                               get_spec, is_available, list_specs, weights_path)
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
+from ._batching import BatchingSession
 from ._gan_work import Sessions, inception_loader, sample_body, train_body
 from ._interceptor import CallOutcome, ended_as, status_for
 from ._security import caller_of
 from .engine import native_bf16, render_dream, render_style
-from .engine.feedforward import FeedForwardNets, feed_forward_image, free_size_model, onnx_session, render_feed_forward
-from .engine.style import first_scale_side
+from .engine.feedforward import (FeedForwardNets, feed_forward_image, free_batch_model, free_size_model, onnx_session,
+                                 render_feed_forward)
+from .engine.imaging import fit_long_side
+from .engine.sizing import dream_memory, feed_forward_memory, gan_memory, style_memory
+from .engine.style import first_scale_side, render_sizes
 from .codec import AnimationWriter, encode_image
 from .engine.events import Accepted, AnimationFrame, Checkpoint, Event, Progress, Result
 from .engine.imaging import to_uint8
@@ -44,8 +48,10 @@ REQUEST_ID_KEY = "x-request-id"
 class ModelCache:
     """Loaded networks per name on one device; loading happens in the worker thread."""
 
-    def __init__(self, store: ModelStore, device: torch.device, metrics: Any = None) -> None:
+    def __init__(self, store: ModelStore, device: torch.device, metrics: Any = None, *, max_batch: int = 1,
+                 max_wait: float = 0.005) -> None:
         self.metrics = metrics
+        self.max_batch, self.max_wait = max_batch, max_wait  # dynamic batching of the short lane's runs
         self.store = store
         self.device = device
         self._nets: dict[str, FeatureNet] = {}
@@ -63,10 +69,15 @@ class ModelCache:
                     nets = FeedForwardNets(predict=onnx_session(files[0]),
                                            transform=onnx_session(free_size_model(files[1])))
                 else:
-                    nets = FeedForwardNets(multistyle=onnx_session(files[0]))
+                    nets = FeedForwardNets(multistyle=self.batching(onnx_session(free_batch_model(files[0]))))
                 self._feed_forward[which] = nets
                 log.info("loaded feed-forward %s (%s) in %.2f s", which, ", ".join(names), time.perf_counter() - started)
             return self._feed_forward[which]
+
+    def batching(self, session: Any) -> Any:
+        """`session`, joining concurrent runs into batches when --ff-max-batch > 1."""
+        return BatchingSession(session, max_batch=self.max_batch, max_wait=self.max_wait) if self.max_batch > 1 \
+            else session
 
     def get(self, name: str) -> FeatureNet:
         with self._lock:
@@ -95,6 +106,18 @@ class Work:
 
     def convert(self, e: Event) -> list[Any]:
         return to_responses(e, self.response_type, frame_format=self.frame_format, result_format=self.result_format)
+
+
+def _job_memory(job: Any, *, evaluator: bool) -> int:
+    """A checked job's estimated peak memory in bytes: what admission counts while it runs (#26)."""
+    s = getattr(job, "settings", None)
+    if isinstance(job, DreamJob):
+        return dream_memory(*job.start.shape[-2:], job.settings, evaluator=evaluator)
+    if isinstance(job, StyleJob) and s.method != "feed_forward":
+        return style_memory(render_sizes(s, get_spec(s.model).min_side, job.content.shape[-2:]), s, evaluator=evaluator)
+    if isinstance(job, StyleJob):
+        return feed_forward_memory(*fit_long_side(*job.content.shape[-2:], s.size))
+    return gan_memory(s, len(job.data.images)) if isinstance(job, TrainJob) else 0
 
 
 def _animated(sink: Callable[[Event], None], writer: AnimationWriter) -> Callable[[Event], None]:
@@ -132,7 +155,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         self.requests = requests
         self.server_id = server_id
         self.decoder = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="decode")
-        self.sessions = Sessions()  # generators' onnxruntime sessions
+        self.sessions = Sessions(cache.batching)  # generators' onnxruntime sessions
 
     async def _read(self, read: Callable[..., Any], request: Any, *args: Any) -> Any:
         """Check and decode a request in the decode threads, never on the event loop (an 8000x8000
@@ -318,6 +341,9 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 self.metrics.iterations_per_second.labels(rpc).set(event.step / event.elapsed_seconds)
         return event
 
+    def _memory(self, job: Any) -> int:
+        return _job_memory(job, evaluator=self.requests.limits.evaluator)
+
     def _dream_work(self, job: DreamJob) -> Work:
         s, fmt = job.settings, job.result_format
 
@@ -328,7 +354,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                          device=self.cache.device)
 
         return Work("RenderDream", pb.RenderDreamResponse, body, s.preview.format, fmt, job.pixels,
-                    memory=self.requests.memory(job))
+                    memory=self._memory(job))
 
     def _style_work(self, job: StyleJob) -> Work:
         s = job.settings
@@ -354,13 +380,13 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
 
         short = s.method == "feed_forward"
         return Work("RenderStyle", pb.RenderStyleResponse, feed_forward if short else optimize, s.preview.format,
-                    job.result_format, job.pixels, SHORT if short else LONG, self.requests.memory(job))
+                    job.result_format, job.pixels, SHORT if short else LONG, self._memory(job))
 
     def _train_work(self, job: TrainJob, namespace: str, *, resume: bool = False) -> Work:
         body = train_body(job, store=self.cache.store, namespace=namespace, device=self.cache.device, resume=resume,
                           inception=inception_loader(self.cache.store, self.cache.get))
         return Work("TrainGenerator", pb.TrainGeneratorResponse, body, job.settings.preview.format, "png", job.pixels,
-                    memory=self.requests.memory(job))
+                    memory=self._memory(job))
 
     def _sample_work(self, job: SampleJob) -> Work:
         s, body = job.settings, sample_body(job, self.sessions)

@@ -27,7 +27,7 @@ from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 from .imaging import preview_array, resize_long_side, resize_to, to_uint8
 from .runtime import CancelToken, WorkClock, check_cancel
 
-__all__ = ["FeedForwardNets", "onnx_session", "free_size_model", "style_vector", "stylize_arbitrary",
+__all__ = ["FeedForwardNets", "onnx_session", "free_size_model", "free_batch_model", "style_vector", "stylize_arbitrary",
            "stylize_presets", "feed_forward_image", "render_feed_forward", "STYLE_SIDE"]
 
 STYLE_SIDE = 256  # the predictor's input side (Magenta resizes style images to 256)
@@ -57,6 +57,20 @@ def free_size_model(model: bytes) -> bytes:
     for value, (h, w) in ((m.graph.input[0], ("height", "width")), (m.graph.output[0], ("out_height", "out_width"))):
         dims = value.type.tensor_type.shape.dim
         dims[1].dim_param, dims[2].dim_param = h, w  # NHWC
+    del m.graph.value_info[:]
+    return m.SerializeToString()
+
+
+def free_batch_model(model: bytes) -> bytes:
+    """The same ONNX graph with its first input's and output's batch dimension left free, so that
+    several pictures can run at once (dynamic batching, #26). Only for graphs whose nodes do not
+    assume one picture: the 26-style network batches exactly (tested), Magenta's transformer does
+    not (a reshape to 1x32x1x1 inside)."""
+    import onnx
+
+    m = onnx.load_from_string(model)
+    for value in (m.graph.input[0], m.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
     del m.graph.value_info[:]
     return m.SerializeToString()
 

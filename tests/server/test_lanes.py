@@ -6,11 +6,16 @@ import asyncio
 import threading
 import time
 
+import grpc
 import pytest
 import torch
 
+from dreamrender.client import DreamClient, DreamError
 from dreamrender.server._cpu_share import CpuShare, install_pause_hooks, pausable_thread
 from dreamrender.server.scheduler import LONG, SHORT, CallerLimitError, Job, LaneLimits, QueueFullError, Scheduler
+from dreamrender.v1 import dreamrender_pb2 as pb
+
+from ..conftest import start_server
 
 
 def _job(lane: str, gate: threading.Event, log: list[str], name: str, caller: str = "a", memory: int = 0) -> Job:
@@ -167,3 +172,58 @@ def test_a_long_lane_thread_pauses_at_its_next_layer_forward_and_backward_while_
     share.short_started()
     assert torch.autograd.grad(net(x).sum(), x)[0].shape == x.shape
     share.short_ended()
+
+
+# -- through a real server -----------------------------------------------------------------
+LONG_DREAM = dict(noise=(256, 256), octaves=1, steps=1000, timeout=120)
+
+
+def _long_running(client: DreamClient):
+    """A long dream's stream, returned once it is mid-render (its first progress has come)."""
+    stream = client.render_dream(**LONG_DREAM)
+    accepted = next(stream)
+    for event in stream:
+        if isinstance(event, pb.Progress):
+            return stream, accepted.job_id
+    raise AssertionError("the dream ended before its first progress")
+
+
+def test_paintings_and_samples_finish_while_a_long_render_is_mid_render(models_dir, chelsea_bytes):
+    srv = start_server(models_dir, short_share=0.5, short_burst=1.0)
+    try:
+        with DreamClient(srv.target) as c, DreamClient(srv.target) as other:
+            stream, long_id = _long_running(c)
+            done = 0
+            for i in range(6):  # each starts at once, beside the render
+                events = list(other.render_style(chelsea_bytes, [], presets=[i], size=64, timeout=30))
+                assert isinstance(events[0], pb.Accepted) and events[0].queue_position == 0
+                assert isinstance(events[-1], pb.Result)
+                done += 1
+            job = other.get_job(long_id)
+            assert job.state == pb.JOB_STATE_RUNNING and done == 6
+            assert srv.scheduler.share.paused_seconds > 0  # the dream paused while they ran
+            # Cancelling the long render leaves the short lane alone.
+            c.cancel_job(long_id)
+            with pytest.raises(DreamError) as err:
+                for _ in stream:
+                    pass
+            assert err.value.code == grpc.StatusCode.CANCELLED
+            assert other.style(chelsea_bytes, [], presets=[3], size=64, timeout=30)
+    finally:
+        srv.stop()
+
+
+def test_the_short_lane_queue_limit_is_its_own_and_named(models_dir, chelsea_bytes):
+    srv = start_server(models_dir, max_queue=0, short_max_queue=0, short_jobs=1)
+    try:
+        with DreamClient(srv.target) as c, DreamClient(srv.target) as other:
+            stream, long_id = _long_running(c)  # the long lane is busy and may queue nothing
+            with pytest.raises(DreamError) as err:
+                next(other.render_dream(**LONG_DREAM))
+            assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "long render queue" in err.value.details
+            # A painting still starts at once: its lane is free.
+            assert other.style(chelsea_bytes, [], presets=[1], size=64, timeout=30)
+            c.cancel_job(long_id)
+            stream.close()
+    finally:
+        srv.stop()

@@ -28,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 64
+# The speed runs compare like with like: the textbook step (one generator update, no weight
+# average, Radford's Adam) on both sides, whatever the service's defaults are.
+TEXTBOOK = dict(lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, g_steps=1, ema=0.0, dropout=0.3)
 
 
 def _plain_loop(images, steps: int) -> list[float]:
@@ -38,7 +41,8 @@ def _plain_loop(images, steps: int) -> list[float]:
     from dreamrender.models import DCGANDiscriminator, DCGANGenerator, init_dcgan
 
     torch.manual_seed(0)
-    g, d = DCGANGenerator(latent=100, channels=1, size=28), DCGANDiscriminator(channels=1, size=28)
+    g = DCGANGenerator(latent=100, channels=1, size=28, dropout=TEXTBOOK["dropout"])
+    d = DCGANDiscriminator(channels=1, size=28)
     init_dcgan(g)
     init_dcgan(d)
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -71,7 +75,8 @@ def _ours(images, labels, steps: int) -> list[float]:
     from dreamrender.settings import GanSettings, PreviewSettings
 
     stamps: list[float] = []
-    s = GanSettings(name="bench", steps=steps, progress_every=1, fid_samples=0, preview=PreviewSettings(every=0))
+    s = GanSettings(name="bench", steps=steps, progress_every=1, fid_samples=0, preview=PreviewSettings(every=0),
+                    **TEXTBOOK)
     t0 = time.perf_counter()
     train_gan(images, labels, settings=s,
               on_event=lambda e: stamps.append(time.perf_counter()) if isinstance(e, Progress) else None)

@@ -188,7 +188,9 @@ class _Reporter:
             print(f"accepted job {ev.job_id} on {ev.server_id or 'server'} (queue position {ev.queue_position})",
                   file=sys.stderr)
         elif isinstance(ev, pb.Queued):
-            print(f"queued at position {ev.queue_position}", file=sys.stderr)
+            wait = f", about {ev.eta_seconds:.0f} s to wait" if ev.queue_position and ev.eta_seconds else ""
+            lane = f" in the {ev.lane} lane" if ev.lane else ""
+            print(f"queued at position {ev.queue_position}{lane}{wait}", file=sys.stderr)
         elif isinstance(ev, pb.Progress):
             if any(t.HasField("strongest") for t in ev.terms):  # the first progress event says what was chosen
                 print("objective: " + "; ".join(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import concurrent.futures
 import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from ._cpu_share import CpuShare, current_share, install_pause_hooks, pausable_thread
 
@@ -340,6 +341,18 @@ class Scheduler:
             else:
                 self.share.long_running(False)
         self._dispatch()
+
+    @contextlib.contextmanager
+    def short_work(self) -> Iterator[None]:
+        """Short work that is not a job (Evaluate's scoring): the long job pauses while it runs."""
+        if self.share is not None:
+            self.share.short_started()
+        try:
+            yield
+        finally:
+            if self.share is not None:
+                self.share.short_ended()
+                self._dispatch()
 
     def withdraw(self, job: Job) -> bool:
         """The caller went away: drop a waiting job, or ask a running one to stop. True when the

@@ -459,7 +459,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                                       style_weights=[x.weight for x in s.styles],
                                       style_scales=[x.scale for x in s.styles])
 
-        values = await asyncio.get_running_loop().run_in_executor(self.evaluator.pool, run)
+        with self.scheduler.short_work():  # scoring is short work: a long job on the CPU pauses meanwhile
+            values = await asyncio.get_running_loop().run_in_executor(self.evaluator.pool, run)
         return pb.EvaluateResponse(model=s.model, evaluator=self.evaluator.name, candidates=[
             pb.CandidateScores(values=v, width=c.shape[-1], height=c.shape[-2])
             for v, c in zip(values, job.candidates)])

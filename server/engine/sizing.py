@@ -124,9 +124,11 @@ def gan_memory(s: GanSettings, images: int) -> int:
 
 
 _FF_BASE = 60 * MiB  # the sessions' arenas beyond the activations, the decoded images
-_FF_BYTES_PER_PX = 700  # onnxruntime's transformer at the output size: its widest activations, live at once
+# onnxruntime's peak RSS growth per output pixel, measured at 256-1024 px: the 26-style network
+# 290 bytes, Magenta's transformer 190 (its arena grows with the largest picture it has run).
+_FF_BYTES_PER_PX = 320
 
 
 def feed_forward_memory(h: int, w: int) -> int:
-    """Peak bytes a feed-forward painting of (h, w) adds (measured with bench/bench_lanes.py's --memory)."""
+    """Peak bytes a feed-forward painting of (h, w) adds."""
     return _FF_BASE + h * w * _FF_BYTES_PER_PX

@@ -31,14 +31,14 @@ IMAGES = ROOT.parent / "shared" / "images"
 PRESET = 7
 
 
-def _pixels(size: int) -> tuple[bytes, bytes]:
-    """The content (a real photo at long side `size`, PNG) and the style image, as sent."""
+def _pixels(size: int, fmt: str = "png") -> tuple[bytes, bytes]:
+    """The content (a real photo at long side `size`, as `fmt`) and the style image, as sent."""
     from PIL import Image
 
     photo = Image.open(IMAGES / "content" / "astronaut.png").convert("RGB")
     photo.thumbnail((size, size))
     buf = io.BytesIO()
-    photo.save(buf, "PNG")
+    photo.save(buf, fmt.upper(), **({"quality": 90} if fmt == "jpeg" else {}))
     return buf.getvalue(), (IMAGES / "styles" / "starry_night.jpg").read_bytes()
 
 
@@ -56,12 +56,15 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
+FORMAT = {"result_format": "png"}  # the result's encoding (--format)
+
+
 def _paint(target: str, content: bytes, size: int) -> float:
     from dreamrender.client import DreamClient
 
     with DreamClient(target) as c:
         t = time.perf_counter()
-        c.style(content, [], presets=[PRESET], size=size, timeout=600)
+        c.style(content, [], presets=[PRESET], size=size, timeout=600, **FORMAT)
         return time.perf_counter() - t
 
 
@@ -209,19 +212,29 @@ def main() -> None:
     p.add_argument("--window", type=float, default=25.0)
     p.add_argument("--gap", type=float, default=1.0)
     p.add_argument("--skip-no-pause", action="store_true")
+    p.add_argument("--skip-batching", action="store_true")
+    p.add_argument("--idle-only", action="store_true", help="only the idle latency and throughput, default flags")
+    p.add_argument("--format", default="png", choices=("png", "jpeg"), help="the paintings' result encoding")
+    p.add_argument("--content-format", default="png", choices=("png", "jpeg"), help="the photo's encoding, as sent")
+    p.add_argument("--dreamd", nargs="*", default=[], metavar="FLAG", help="more dreamd flags, e.g. --short-jobs=4")
     a = p.parse_args()
+    FORMAT["result_format"] = a.format
     import os
 
     import onnxruntime
 
-    print(f"machine: {os.cpu_count()} cores; onnxruntime {onnxruntime.__version__}")
-    content, style = _pixels(a.size)
+    print(f"machine: {os.cpu_count()} cores; onnxruntime {onnxruntime.__version__}; photo sent as {a.content_format}, "
+          f"paintings returned as {a.format}")
+    content, style = _pixels(a.size, a.content_format)
     plain = _plain_session(content, a.size)
-    run_server("lanes, the long job pausing for short work (the default)", [], content, style, a, plain, True)
-    run_server("batching on", ["--ff-max-batch", "8", "--ff-max-wait-ms", "5"], content, style, a, plain, False)
-    if not a.skip_no_pause:
-        run_server("lanes without pausing (threads share the cores)", ["--short-share", "0"], content, style, a,
-                   None, True)
+    run_server("lanes, the long job pausing for short work (the default)", a.dreamd, content, style, a, plain,
+               not a.idle_only)
+    if not a.skip_batching and not a.idle_only:
+        run_server("batching on", [*a.dreamd, "--ff-max-batch", "8", "--ff-max-wait-ms", "5"], content, style, a,
+                   plain, False)
+    if not a.skip_no_pause and not a.idle_only:
+        run_server("lanes without pausing (threads share the cores)", [*a.dreamd, "--short-share", "0"], content,
+                   style, a, None, True)
 
 
 if __name__ == "__main__":

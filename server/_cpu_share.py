@@ -10,9 +10,10 @@ So the cores are time-sliced instead, at a fine grain:
   every core and runs about as fast as on an idle server;
 - short work may take at most `share` of the time while a long job is running, so a stream of
   short requests cannot starve the long job: its slowdown is at most 1 / (1 - share). The budget
-  is a token bucket in seconds: `burst` seconds are there at the start, and each second the long
-  job runs earns it share / (1 - share) seconds. A short job starts when the bucket is not empty;
-  its whole time is charged when it ends.
+  is a token bucket in seconds: `burst` seconds are there at the start, each second the long job
+  runs earns share / (1 - share) seconds, and each second short work runs beside it spends one
+  (as it runs: with several short jobs overlapping, none may ever be the last to end). A short
+  job starts only when the bucket is not empty.
 
 On CUDA, nothing pauses: the GPU interleaves onnxruntime's kernels with torch's by itself, and the
 CPU threads only launch work.
@@ -46,18 +47,21 @@ class CpuShare:
         self._short = 0  # short jobs running
         self._long = False  # a long job is running
         self._since = clock()  # start of the current accounting interval
-        self._short_since = 0.0
         self._cond = threading.Condition()
         self.paused_seconds = 0.0  # time the long lane spent paused (a metric)
 
     def _settle(self) -> None:
-        """Credit the long job's running time since the last event."""
+        """Account for the time since the last event: a running long job earns short time, short
+        work running beside it spends it (as it runs: overlapping short jobs may never all end)."""
         now = self._clock()
-        if self._long and not self._short:
-            self._balance = min(self.burst, self._balance + (now - self._since) * self._rate)
-        elif not self._long:
+        elapsed, self._since = now - self._since, now
+        if not self._long:
             self._balance = self.burst  # an idle long lane owes nothing
-        self._since = now
+        elif self._short:
+            self._balance -= elapsed
+            self.paused_seconds += elapsed
+        else:
+            self._balance = min(self.burst, self._balance + elapsed * self._rate)
 
     def long_running(self, running: bool) -> None:
         self._settle()
@@ -76,8 +80,6 @@ class CpuShare:
     def short_started(self) -> None:
         self._settle()
         with self._cond:
-            if not self._short:
-                self._short_since = self._clock()
             self._short += 1
 
     def short_ended(self) -> None:
@@ -85,10 +87,6 @@ class CpuShare:
         with self._cond:
             self._short -= 1
             if not self._short:
-                spent = self._clock() - self._short_since
-                if self._long:
-                    self._balance -= spent
-                    self.paused_seconds += spent
                 self._cond.notify_all()
 
     def pause_point(self) -> None:

@@ -142,7 +142,9 @@ def encode_image(arr: np.ndarray, fmt: str, *, quality: int = 90) -> tuple[bytes
     if fmt == "jpeg":
         img.save(buf, format="JPEG", quality=quality)
     else:
-        img.save(buf, format="PNG", compress_level=3)
+        # zlib level 1: a 512 px painting in 26 ms and 405 KB, against level 3's 37 ms and 390 KB
+        # (6: 106 ms, 345 KB); at a short job's scale the encode is a fifth of the whole request.
+        img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue(), MEDIA_TYPES[fmt]
 
 

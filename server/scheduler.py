@@ -141,6 +141,7 @@ class _PausingCancel:
         return getattr(self._event, name)
 
 
+_TRIM_ABOVE = 256 << 20  # bytes: short jobs estimated above this hand their memory back when they end
 _LATEST_WINS = ("progress", "frame", "scores")
 _CALLERS_KEPT = 1024
 _BACKLOG = 8
@@ -247,7 +248,7 @@ class Scheduler:
         self.lanes = {
             LONG: _Lane(LONG, device, LaneLimits(max_queue, max_jobs_per_caller, 1),
                         (lambda: pausable_thread(self.share)) if self.share is not None else None),
-            SHORT: _Lane(SHORT, device, short or LaneLimits(64, max_jobs_per_caller, 2), None),
+            SHORT: _Lane(SHORT, device, short or LaneLimits(64, max_jobs_per_caller, 4), None),
         }
         self._timer: asyncio.TimerHandle | None = None
 
@@ -396,7 +397,10 @@ class Scheduler:
             job._finish(None)
         finally:
             job.body = _released  # drop the closures (and the images they hold) now
-            release_memory()
+            # A small short job's memory is reused by the next one; trimming it would cost a
+            # 512 px painting 6 ms, and the next one its page faults.
+            if job.lane == LONG or job.memory > _TRIM_ABOVE:
+                release_memory()
 
     def abort_all(self, reason: Callable[[Job], BaseException]) -> None:
         """Stop every job with `reason(job)` (shutdown): waiting ones at once, running ones within a step."""

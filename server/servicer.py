@@ -310,7 +310,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
 
         def sink(e: Event) -> None:
             if isinstance(e, Checkpoint):  # kept for resuming; the caller sees frames and scores
-                journal.checkpoint(e.image)
+                if work.lane == LONG:  # a one-pass painting's result is its only picture: nothing to resume
+                    journal.checkpoint(e.image)
                 return
             for r in work.convert(self._observe_event(e, work.rpc)):
                 journal.response(r)

@@ -180,7 +180,7 @@ def render_feed_forward(nets: FeedForwardNets, content: torch.Tensor, styles: Se
     values = {"strength": settings.strength}
     sink(Progress("feed_forward", 0, 1, 1, 1, values, clock.elapsed, 0.0))
     sink(Frame(preview_array(out, settings.preview.max_side), 1, 0.0, "feed_forward", 0))
-    sink(Checkpoint(out.numpy().copy(), 1, 0))
+    sink(Checkpoint(out.numpy(), 1, 0))  # `out` is not changed after this: no copy needed
     model = "multistyle26" if settings.presets else "arbitrary"
     stats = RenderStats(out.shape[-1], out.shape[-2], 1, clock.elapsed, model, nets.provider, settings.seed, values)
     sink(Result(to_uint8(out), stats))

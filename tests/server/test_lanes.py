@@ -139,6 +139,18 @@ def test_the_short_share_budget_bounds_short_time_while_a_long_job_runs():
     assert share.may_start_short() and share._balance == 2.0
 
 
+def test_overlapping_short_jobs_spend_the_budget_as_they_run():
+    clock = _Clock()
+    share = CpuShare(0.25, burst=2.0, clock=clock)
+    share.long_running(True)
+    share.short_started()
+    for _ in range(3):  # a relay of short jobs: one always running, so none is ever the last to end
+        clock.now += 1.0
+        share.short_started()
+        share.short_ended()
+    assert not share.may_start_short()  # 3 s spent of a 2 s burst, though short work never stopped
+
+
 def test_a_long_lane_thread_pauses_at_its_next_layer_forward_and_backward_while_short_work_runs():
     install_pause_hooks()
     share = CpuShare(0.5)

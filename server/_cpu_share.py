@@ -38,7 +38,7 @@ class CpuShare:
 
     Every method but `pause_point` is called on the scheduler's event loop."""
 
-    def __init__(self, share: float, burst: float = 5.0, clock: Any = time.monotonic) -> None:
+    def __init__(self, share: float, burst: float = 2.0, clock: Any = time.monotonic) -> None:
         if not 0 < share < 1:
             raise ValueError(f"share must be between 0 and 1 (exclusive), not {share}")
         self.share, self.burst, self._clock = share, burst, clock

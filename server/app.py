@@ -75,7 +75,7 @@ class ServerConfig:
                                     "the long job pauses at its next layer while one runs, so it slows down by at "
                                     "most 1 / (1 - share) (0: no pausing; the lanes then share the cores freely)",
                               type=float)
-    short_burst: float = _cfg(5.0, "seconds of short work that start at once on a busy CPU before --short-share "
+    short_burst: float = _cfg(2.0, "seconds of short work that start at once on a busy CPU before --short-share "
                                    "paces them", type=float)
     ff_max_batch: int = _cfg(1, "feed-forward runs (presets, samples) that arrive together for the same network "
                                 "and size join one onnxruntime batch of up to this many (1: off; see the README "

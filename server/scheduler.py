@@ -237,7 +237,7 @@ class Scheduler:
 
     def __init__(self, device: str, *, max_queue: int = 16, max_queued_pixels: int = 0,
                  max_jobs_per_caller: int = 0, short: LaneLimits | None = None, max_memory: int = 0,
-                 short_share: float = 0.25, short_burst: float = 5.0) -> None:
+                 short_share: float = 0.25, short_burst: float = 2.0) -> None:
         self.device = device
         self.max_queued_pixels = max_queued_pixels  # 0: no budget
         self.max_memory = max_memory  # 0: no budget

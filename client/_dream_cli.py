@@ -14,6 +14,7 @@ DREAM_EXAMPLES = """examples:
   dreamctl dream cat.jpg --layer relu4_3:1 --layer relu3_3:0.5 -o out.png # two weighted layers
   dreamctl dream cat.jpg --layer relu4_3 --channels relu4_3=12,40 --strongest relu3_3=8 -o out.png
   dreamctl dream cat.jpg --guide flowers.jpg -o out.png                   # grow the guide's features
+  dreamctl dream cat.jpg --mask background.png --mask-invert -o out.png   # dream only where the mask is dark
   dreamctl dream cat.jpg --gradient-norm laplacian --lap-levels 4 -o out.png   # smoother, larger shapes
   dreamctl dream cat.jpg --zoom-frames 60 --zoom 1.05 --rotate 0.5 -o zoom.webp   # an animation (.gif too)
 """
@@ -30,6 +31,8 @@ def add_objective_flags(p: argparse.ArgumentParser) -> None:
                    help="the K channels of a layer that respond most to the input (repeatable; the channels "
                         "chosen are printed)")
     p.add_argument("--guide", metavar="IMAGE", help="a guided dream: grow the features of this image")
+    p.add_argument("--mask", metavar="IMAGE", help="dream only where this image is light (grey levels, soft edges "
+                                                   "kept; the input's aspect); --mask-invert for where it is dark")
 
 
 def _pair(text: str, flag: str) -> tuple[str, str]:

@@ -37,17 +37,21 @@ def dream_request(image: ImageInput | None = None, *, model: str = "", layer: st
                   channels: Iterable[int] = (), terms: Sequence[tuple[str, Sequence[int], float] | DreamTerm] = (),
                   noise: tuple[int, int] | None = None, preview: dict[str, Any] | None = None,
                   result_format: str | None = None, detach: bool = False, request_id: str = "",
-                  guide: ImageInput | None = None, **settings: Any) -> pb.RenderDreamRequest:
+                  guide: ImageInput | None = None, mask: ImageInput | None = None,
+                  **settings: Any) -> pb.RenderDreamRequest:
     """Build a RenderDreamRequest. `settings` are DreamSettings field names (octaves, steps,
     zoom_frames, ...); anything left out takes the server's default. `terms` are (layer, channels,
     weight) or DreamTerm (which can ask for the `strongest` K channels). `guide`: an image whose
-    features the dream grows toward. `result_format`: png or jpeg for a still (default png), webp
+    features the dream grows toward. `mask`: an image of the start's aspect whose grey levels say
+    where to dream (white: fully, black: not at all; `mask_invert=True` reverses it). `result_format`: png or jpeg for a still (default png), webp
     or gif for a zoom animation (default webp). `detach`: the job goes on when the caller leaves;
     `request_id`: an idempotency key (a retry re-attaches to the same job)."""
     req = pb.RenderDreamRequest(model=model, result_format=result_format_number(result_format), detach=detach,
                                 request_id=request_id, **_preview(preview))
     if guide is not None:
         req.guide.CopyFrom(image_message(guide))
+    if mask is not None:
+        req.mask.CopyFrom(image_message(mask))
     if noise is not None:
         req.noise.width, req.noise.height = noise
     elif image is not None:

@@ -268,6 +268,7 @@ def _dream(client: DreamClient, args: argparse.Namespace) -> int:
     settings = _settings_kwargs(args, DreamSettings)
     fmt = animation_format(args.output) if settings.get("zoom_frames") else None
     events = client.render_dream(args.input, model=args.model, terms=dream_terms(args), noise=noise, guide=args.guide,
+                                 mask=args.mask,
                                  result_format=fmt, preview=_preview_opts(args), timeout=args.timeout,
                                  **_job_kwargs(args), **settings)
     return _run_render(events, args)

@@ -24,6 +24,8 @@ from dreamrender.settings import (GAN_SIZES, DreamSettings, DreamTerm, GanSettin
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from .codec import decode_image, probe_image
+from ._checks import check_strings
+from ._masks import read_mask
 from .datasets import DataLimits, TrainingData, load_mnist, read_archive, read_images
 from .engine.dream import GUIDE_SIDE, check_lap_levels, check_terms, check_tile_size, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
@@ -34,22 +36,6 @@ __all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "TrainJob", "SampleJ
            "dream_settings", "style_settings", "evaluate_settings"]
 
 MAX_CANDIDATES = 32
-# Every string a request carries is a name (model, layer, media type): none is near this long.
-MAX_STRING_CHARS = 128
-
-
-def check_strings(msg: Any, prefix: str = "") -> None:
-    """InvalidArgumentError naming the first string field (at any depth) over MAX_STRING_CHARS."""
-    for fd, value in msg.ListFields():
-        path = prefix + fd.name
-        if fd.message_type is not None:
-            if fd.is_repeated:
-                for i, item in enumerate(value):
-                    check_strings(item, f"{path}[{i}].")
-            else:
-                check_strings(value, f"{path}.")
-        elif fd.type == fd.TYPE_STRING and len(value) > MAX_STRING_CHARS:
-            raise InvalidArgumentError(path, f"{len(value)} characters long", f"at most {MAX_STRING_CHARS} characters")
 
 
 @dataclass(frozen=True)
@@ -71,12 +57,13 @@ class DreamJob:
     start: torch.Tensor  # (1, 3, H, W) RGB in [0, 1], already at the render's size
     guide: torch.Tensor | None = None  # a guided dream's guide image, at most GUIDE_SIDE px
     result_format: str = "png"  # png or jpeg; webp or gif for a zoom animation
+    mask: torch.Tensor | None = None  # (1, 1, H, W) grey levels at the start's size: where to dream
 
     @property
     def pixels(self) -> int:
         """Decoded pixels the job holds while it waits (the queue's memory budget counts them)."""
-        guide = self.guide.shape[-1] * self.guide.shape[-2] if self.guide is not None else 0
-        return self.start.shape[-1] * self.start.shape[-2] + guide
+        extra = sum(t.shape[-1] * t.shape[-2] for t in (self.guide, self.mask) if t is not None)
+        return self.start.shape[-1] * self.start.shape[-2] + extra
 
 
 @dataclass(frozen=True)
@@ -285,9 +272,12 @@ class RequestReader:
             s = dataclasses.replace(s, terms=tuple(DreamTerm(layer, channels) for layer in spec.dream_layers))
         check_terms(spec.name, {layer.name: layer for layer in spec.layers}, s.terms)
         guide_size = self._guide_size(req, spec.min_side)  # every header is checked before anything decodes
+        mask_size = self.probe(req.mask, "mask") if req.HasField("mask") else None
         start = self._dream_start(req, s, spec.min_side)
         guide = self.image(req.guide, "guide", GUIDE_SIDE, size=guide_size) if guide_size else None
-        return DreamJob(s, start, guide, fmt)
+        mask = read_mask(lambda side: self.image(req.mask, "mask", side, size=mask_size), mask_size,
+                         start.shape[-2:], "mask", invert=s.mask_invert) if mask_size else None
+        return DreamJob(s, start, guide, fmt, mask=mask)
 
     def _guide_size(self, req: pb.RenderDreamRequest, min_side: int) -> tuple[int, int] | None:
         """A guided dream's guide (width, height) from its header, or None without a guide."""

@@ -350,7 +350,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
 
         def body(sink: Callable[[Event], None], cancel: threading.Event) -> None:
             events = self.evaluator.dream_sink(sink, s)
-            render_dream(self.cache.get(s.model), job.start, settings=s, guide=job.guide, cancel=cancel,
+            render_dream(self.cache.get(s.model), job.start, settings=s, guide=job.guide, mask=job.mask, cancel=cancel,
                          on_event=_animated(events, AnimationWriter(fmt, s.frame_ms)) if s.zoom_frames else events,
                          device=self.cache.device)
 

@@ -89,6 +89,7 @@ class DreamSettings:
     shift_x: int = _opt(0, "pixels the picture moves right per animation frame", lo=-256, hi=256)
     shift_y: int = _opt(0, "pixels the picture moves down per animation frame", lo=-256, hi=256)
     frame_ms: int = _opt(80, "milliseconds each animation frame shows", lo=10, hi=10_000)
+    mask_invert: bool = _opt(False, "dream where the mask is dark instead of where it is light")
     preview: PreviewSettings = field(default=PreviewSettings(), metadata={"help": "preview frames"})
 
 

@@ -97,8 +97,11 @@ class _Dreamer:
     """One render's state: the net, settings, random generator and progress clock."""
 
     def __init__(self, net: FeatureNet, s: DreamSettings, on_event: EventSink, cancel: CancelToken | None,
-                 device: torch.device, guide: torch.Tensor | None = None) -> None:
+                 device: torch.device, guide: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> None:
         self.net, self.s, self.on_event, self.cancel, self.device = net, s, on_event, cancel, device
+        # Where to dream, at the start's size (1, 1, H, W); resized to each octave once (_mask_at).
+        self.mask = None if mask is None else (1.0 - mask if s.mask_invert else mask).to(device, torch.float32)
+        self._sized_mask: torch.Tensor | None = None
         self.terms = s.terms  # strongest-K terms get their channels at the first octave
         self.guide = guide
         self.guides: dict[str, torch.Tensor] | None = None
@@ -144,6 +147,14 @@ class _Dreamer:
             self.guides = guide_features(self.net, g, self.terms, device=self.device, precision=self.precision,
                                          seed=s.seed)
 
+    def _mask_at(self, h: int, w: int) -> torch.Tensor | None:
+        """The mask at an octave's size (area-averaged down, so a soft edge stays soft)."""
+        if self.mask is None:
+            return None
+        if self._sized_mask is None or self._sized_mask.shape[-2:] != (h, w):
+            self._sized_mask = self.mask if self.mask.shape[-2:] == (h, w) else resize_to(self.mask, (h, w))
+        return self._sized_mask
+
     def _animate(self, img: torch.Tensor) -> torch.Tensor:
         """The zoom animation: frame 0 is the dream so far; each next frame is the last one warped
         and dreamed `steps` steps at one octave. Only the current frame is held: each finished
@@ -152,6 +163,9 @@ class _Dreamer:
         self._animation_frame(img, 0)
         for index in range(1, s.zoom_frames):
             img = zoom_warp(img, zoom=s.zoom, rotate=s.rotate, shift_x=s.shift_x, shift_y=s.shift_y)
+            if self.mask is not None:  # the mask follows the picture it was drawn on
+                self.mask = zoom_warp(self.mask, zoom=s.zoom, rotate=s.rotate, shift_x=s.shift_x, shift_y=s.shift_y)
+                self._sized_mask = None
             for _ in range(s.steps):
                 check_cancel(self.cancel)
                 img = self._step(img)
@@ -206,6 +220,11 @@ class _Dreamer:
             grad, norm = lap_normalize(grad, s.lap_levels), 1.0  # on the whole gradient: no tile seams
         else:
             norm = float(grad.std() if s.gradient_norm == "std" else grad.abs().mean())
+        mask = self._mask_at(h, w)
+        if mask is not None:
+            # After the normalisation, which sees the whole picture's gradient: the step's size is
+            # then the unmasked dream's, and a soft edge fades it (0 leaves a pixel untouched).
+            grad = grad.mul_(mask)
         # In place: the step owns `img` (each octave starts from a fresh sum, frames copy it).
         return img.add_(grad, alpha=s.step_size / 255.0 / (norm + 1e-8)).clamp_(0, 1)
 
@@ -257,12 +276,15 @@ def check_terms(model: str, layers: Mapping[str, LayerSpec], terms: tuple[DreamT
 
 def render_dream(net: FeatureNet, start: torch.Tensor, *, settings: DreamSettings,
                  on_event: EventSink | None = None, cancel: CancelToken | None = None,
-                 device: torch.device | None = None, guide: torch.Tensor | None = None) -> torch.Tensor:
+                 device: torch.device | None = None, guide: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
     """Dream on `start` ((1, 3, H, W) RGB in [0, 1]) and return the result at the same size.
 
     Emits Progress once a step (the first one with the terms as run), a Frame every
     `settings.preview.every` steps and at each octave's end, and a final Result. With `guide`
-    (an image), the objective is the guided one. With `settings.zoom_frames`, an AnimationFrame
+    (an image), the objective is the guided one. With `mask` ((1, 1, H, W) in [0, 1], the start's
+    size), each step's gradient is scaled by it (by 1 - mask with `settings.mask_invert`), at every
+    octave and animation frame (warped with the frames). With `settings.zoom_frames`, an AnimationFrame
     and a Frame per animation frame follow, and the result is the last frame. Raises
     RenderCancelled within one step (one tile) of `cancel` being set. `settings.terms` must be
     filled (the service fills the model default).
@@ -272,7 +294,10 @@ def render_dream(net: FeatureNet, start: torch.Tensor, *, settings: DreamSetting
     check_tile_size(settings, *start.shape[-2:], net.min_side)
     device = device or next(net.parameters()).device
     sink = on_event or (lambda _e: None)
-    dreamer = _Dreamer(net, settings, sink, cancel, device, guide)
+    if mask is not None and mask.shape[-2:] != start.shape[-2:]:
+        raise InvalidArgumentError("mask", f"a {mask.shape[-1]}x{mask.shape[-2]} mask for a "
+                                   f"{start.shape[-1]}x{start.shape[-2]} start", "the start's size")
+    dreamer = _Dreamer(net, settings, sink, cancel, device, guide, mask)
     with torch.inference_mode(False):
         out = dreamer.run(start)
     h, w = out.shape[-2:]

@@ -137,3 +137,35 @@ def test_bad_terms_name_the_field(net, photo, term, field):
     with pytest.raises(InvalidArgumentError) as err:
         render_dream(net, photo, settings=settings(terms=(term,)))
     assert err.value.field == field and err.value.allowed
+
+
+def _half_mask(photo: torch.Tensor) -> torch.Tensor:
+    """1 on the left half of the picture, 0 on the right."""
+    mask = torch.zeros(1, 1, *photo.shape[-2:])
+    mask[..., : photo.shape[-1] // 2] = 1.0
+    return mask
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_a_mask_confines_the_dream_at_every_octave(net, photo, invert):
+    out = render_dream(net, photo, settings=settings(octaves=3, mask_invert=invert), mask=_half_mask(photo))
+    w = photo.shape[-1]
+    left, right = (out - photo)[..., : w // 4].abs(), (out - photo)[..., -w // 4:].abs()
+    dreamt, kept = (right, left) if invert else (left, right)
+    # Far from the mask's edge the kept side is the photo to float rounding; the other side dreamt.
+    assert float(kept.max()) < 1e-5 and float(dreamt.mean()) > 0.01
+
+
+def test_a_soft_mask_fades_the_dream_and_follows_a_zoom(net, photo):
+    ramp = torch.linspace(0, 1, photo.shape[-1]).view(1, 1, 1, -1).expand(1, 1, *photo.shape[-2:]).contiguous()
+    out = render_dream(net, photo, settings=settings(octaves=1, steps=6), mask=ramp)
+    change = (out - photo).abs().mean(dim=(0, 1, 2))
+    thirds = [float(c.mean()) for c in change.chunk(3)]
+    assert thirds[0] < thirds[1] < thirds[2]  # stronger where the mask is lighter
+    frames = []
+    render_dream(net, photo, settings=settings(octaves=1, steps=2, zoom_frames=3, zoom=1.2, mask_invert=True),
+                 mask=_half_mask(photo), on_event=lambda e: frames.append(e))
+    assert sum(type(e).__name__ == "AnimationFrame" for e in frames) == 3
+    with pytest.raises(InvalidArgumentError) as err:
+        render_dream(net, photo, settings=settings(), mask=torch.ones(1, 1, 10, 10))
+    assert err.value.field == "mask"

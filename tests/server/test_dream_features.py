@@ -142,3 +142,44 @@ def test_animation_writer_spools_frames_to_disk_and_writes_them_all(fmt):
     anim.seek(5)
     assert abs(np.asarray(anim.convert("RGB"), dtype=float).mean() - 200) < 3  # the last frame, in order
     assert writer._spool.closed
+
+
+def _mask_png(width: int, height: int, fill: int = 0, left: int = 255) -> bytes:
+    """A grey mask: `left` on its left half, `fill` elsewhere."""
+    a = np.full((height, width), fill, np.uint8)
+    a[:, : width // 2] = left
+    buf = io.BytesIO()
+    Image.fromarray(a, "L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_masked_dream_keeps_the_unmasked_side_and_bad_masks_name_the_field(server, chelsea_bytes):
+    w, h = Image.open(io.BytesIO(chelsea_bytes)).size
+    with DreamClient(server.target) as c:
+        # A mask at half the photo's size (the same aspect) is resized; inverted, the right half dreams.
+        out = c.dream(chelsea_bytes, mask=_mask_png(w // 2, h // 2), mask_invert=True, timeout=60, **FAST)
+        photo = np.asarray(Image.open(io.BytesIO(chelsea_bytes)).convert("RGB")).astype(int)
+        got = np.asarray(Image.open(io.BytesIO(out)).convert("RGB")).astype(int)
+        diff = np.abs(got - photo)
+        assert diff[:, : w // 4].max() <= 1 and diff[:, -(w // 4):].mean() > 0.5  # 2 steps: a light dream
+        refusals = [(dict(mask=_mask_png(w, w)), f"a {w}x{w} mask for a {w}x{h} image"),
+                    (dict(mask=_mask_png(w, h, left=0)), "all black"),
+                    (dict(mask=_mask_png(w, h, fill=255), mask_invert=True), "all white")]
+        for kwargs, words in refusals:
+            with pytest.raises(DreamError) as err:
+                c.dream(chelsea_bytes, timeout=60, **FAST, **kwargs)
+            assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details
+            assert [v[0] for v in err.value.violations] == ["mask"]
+
+
+def test_dreamctl_dreams_through_a_mask(server, chelsea_bytes, tmp_path):
+    w, h = Image.open(io.BytesIO(chelsea_bytes)).size
+    (tmp_path / "in.png").write_bytes(chelsea_bytes)
+    (tmp_path / "mask.png").write_bytes(_mask_png(w, h))
+    r = subprocess.run([str(BIN / "dreamctl"), "--server", server.target, "dream", str(tmp_path / "in.png"),
+                        "--mask", str(tmp_path / "mask.png"), "--octaves", "1", "--steps", "2",
+                        "-o", str(tmp_path / "out.png")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = np.asarray(Image.open(tmp_path / "out.png").convert("RGB")).astype(int)
+    photo = np.asarray(Image.open(io.BytesIO(chelsea_bytes)).convert("RGB")).astype(int)
+    assert np.abs(got - photo)[:, -(w // 4):].max() <= 1  # the mask's dark half is the photo

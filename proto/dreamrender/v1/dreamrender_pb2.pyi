@@ -158,7 +158,7 @@ class NoiseStart(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class RenderDreamRequest(_message.Message):
-    __slots__ = ("model", "image", "noise", "terms", "objective", "gradient_norm", "octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed", "size", "preview", "result_format", "precision", "detach", "request_id", "lap_levels", "guide", "zoom_frames", "zoom", "rotate", "shift_x", "shift_y", "frame_ms")
+    __slots__ = ("model", "image", "noise", "terms", "objective", "gradient_norm", "octaves", "octave_scale", "steps", "step_size", "tile_size", "jitter", "seed", "size", "preview", "result_format", "precision", "detach", "request_id", "lap_levels", "guide", "zoom_frames", "zoom", "rotate", "shift_x", "shift_y", "frame_ms", "mask", "mask_invert")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     NOISE_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,8 @@ class RenderDreamRequest(_message.Message):
     SHIFT_X_FIELD_NUMBER: _ClassVar[int]
     SHIFT_Y_FIELD_NUMBER: _ClassVar[int]
     FRAME_MS_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    MASK_INVERT_FIELD_NUMBER: _ClassVar[int]
     model: str
     image: Image
     noise: NoiseStart
@@ -213,7 +215,9 @@ class RenderDreamRequest(_message.Message):
     shift_x: int
     shift_y: int
     frame_ms: int
-    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ..., lap_levels: _Optional[int] = ..., guide: _Optional[_Union[Image, _Mapping]] = ..., zoom_frames: _Optional[int] = ..., zoom: _Optional[float] = ..., rotate: _Optional[float] = ..., shift_x: _Optional[int] = ..., shift_y: _Optional[int] = ..., frame_ms: _Optional[int] = ...) -> None: ...
+    mask: Image
+    mask_invert: bool
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., noise: _Optional[_Union[NoiseStart, _Mapping]] = ..., terms: _Optional[_Iterable[_Union[DreamTerm, _Mapping]]] = ..., objective: _Optional[_Union[DreamObjective, str]] = ..., gradient_norm: _Optional[_Union[GradientNorm, str]] = ..., octaves: _Optional[int] = ..., octave_scale: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., tile_size: _Optional[int] = ..., jitter: _Optional[int] = ..., seed: _Optional[int] = ..., size: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., result_format: _Optional[_Union[ImageFormat, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., detach: _Optional[bool] = ..., request_id: _Optional[str] = ..., lap_levels: _Optional[int] = ..., guide: _Optional[_Union[Image, _Mapping]] = ..., zoom_frames: _Optional[int] = ..., zoom: _Optional[float] = ..., rotate: _Optional[float] = ..., shift_x: _Optional[int] = ..., shift_y: _Optional[int] = ..., frame_ms: _Optional[int] = ..., mask: _Optional[_Union[Image, _Mapping]] = ..., mask_invert: _Optional[bool] = ...) -> None: ...
 
 class RenderDreamResponse(_message.Message):
     __slots__ = ("accepted", "queued", "progress", "frame", "result", "scores", "result_chunk")

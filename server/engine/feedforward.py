@@ -46,19 +46,23 @@ def onnx_session(model: bytes, *, threads: int = 0) -> Any:
     return ort.InferenceSession(model, opts, providers=providers)
 
 
-def free_size_model(model: bytes) -> bytes:
-    """The same ONNX graph with its image input's and output's height and width left free.
-
-    Shape annotations of intermediate values are dropped too (onnxruntime infers them again).
-    """
+def _free_dims(model: bytes, inputs: dict[int, str], outputs: dict[int, str]) -> bytes:
+    """The same ONNX graph with the given dimensions of its first input and output named (left
+    free). Shape annotations of intermediate values are dropped (onnxruntime infers them again)."""
     import onnx
 
     m = onnx.load_from_string(model)
-    for value, (h, w) in ((m.graph.input[0], ("height", "width")), (m.graph.output[0], ("out_height", "out_width"))):
+    for value, names in ((m.graph.input[0], inputs), (m.graph.output[0], outputs)):
         dims = value.type.tensor_type.shape.dim
-        dims[1].dim_param, dims[2].dim_param = h, w  # NHWC
+        for index, name in names.items():
+            dims[index].dim_param = name
     del m.graph.value_info[:]
     return m.SerializeToString()
+
+
+def free_size_model(model: bytes) -> bytes:
+    """The same ONNX graph with its image input's and output's height and width left free (NHWC)."""
+    return _free_dims(model, {1: "height", 2: "width"}, {1: "out_height", 2: "out_width"})
 
 
 def free_batch_model(model: bytes) -> bytes:
@@ -66,13 +70,7 @@ def free_batch_model(model: bytes) -> bytes:
     several pictures can run at once (dynamic batching, #26). Only for graphs whose nodes do not
     assume one picture: the 26-style network batches exactly (tested), Magenta's transformer does
     not (a reshape to 1x32x1x1 inside)."""
-    import onnx
-
-    m = onnx.load_from_string(model)
-    for value in (m.graph.input[0], m.graph.output[0]):
-        value.type.tensor_type.shape.dim[0].dim_param = "batch"
-    del m.graph.value_info[:]
-    return m.SerializeToString()
+    return _free_dims(model, {0: "batch"}, {0: "batch"})
 
 
 @dataclass(frozen=True)

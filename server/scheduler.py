@@ -18,8 +18,7 @@ from ._cpu_share import CpuShare, current_share, install_pause_hooks, pausable_t
 from .engine.events import Queued
 from .memory import release_memory
 
-__all__ = ["QueueFullError", "QueuedPixelsError", "CallerLimitError", "Job", "Scheduler", "LaneLimits", "LONG", "SHORT",
-           "LANES"]
+__all__ = ["QueueFullError", "QueuedPixelsError", "CallerLimitError", "Job", "Scheduler", "LaneLimits", "LONG", "SHORT"]
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -154,7 +153,6 @@ def _kind(item: Any) -> str | None:
 
 
 LONG, SHORT = "long", "short"
-LANES = (LONG, SHORT)
 
 
 @dataclass(frozen=True)
@@ -253,10 +251,6 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
 
     @property
-    def max_queue(self) -> int:
-        return self.lanes[LONG].limits.max_queue
-
-    @property
     def queue_depth(self) -> int:
         return sum(len(lane.waiting) for lane in self.lanes.values())
 
@@ -286,11 +280,9 @@ class Scheduler:
         busy = bool(self.running() or self.queue_depth)
         if busy and self.max_queued_pixels and queued + job.pixels > self.max_queued_pixels:
             raise QueuedPixelsError(queued, job.pixels, self.max_queued_pixels, typical)
-        job.position = -1  # not told yet
+        job.position = -1  # not told yet: _dispatch sets it (0 if it starts), and submit returns it
         lane.waiting.append(job)
         self._dispatch()
-        if job in lane.waiting:
-            self._announce_positions(lane, job)
         return job.position
 
     def _memory_admits(self, job: Job) -> bool:
@@ -374,15 +366,15 @@ class Scheduler:
         else:
             job.abort_reason = reason
 
-    def _announce_positions(self, lane: _Lane, new: Job | None = None) -> None:
+    def _announce_positions(self, lane: _Lane) -> None:
         """Tell each waiting job of `lane` whose place changed its new position and the lane's
-        estimate of its wait (`new` learns its position from submit)."""
+        estimate of its wait (a job just submitted, position -1, learns its own from submit)."""
         ahead = lane.active
         for i, job in enumerate(lane.order()):
-            if job.position != i + ahead or job is new:
+            if job.position != i + ahead:
                 told = job.position >= 0
                 job.position = i + ahead
-                if job is not new and told:
+                if told:
                     job.emit(job.make_queued(Queued(job.position, lane.eta(job.position), lane.name)))
 
     @staticmethod

@@ -68,10 +68,18 @@ class _Run:
     opt_d: torch.optim.Adam
     ema: DCGANGenerator | None = None  # the generator's moving average: what is sampled and kept
     step: int = 0
+    _kept: tuple[int, DCGANGenerator] | None = None  # (step, the sampler with standing statistics)
 
     @property
     def sampler(self) -> DCGANGenerator:
         return self.ema if self.ema is not None else self.g
+
+    def kept(self, seed: int) -> DCGANGenerator:
+        """What is sampled, scored and kept now: the sampler with standing statistics, made once
+        per step (a step can end an epoch, show a grid and end the run)."""
+        if self._kept is None or self._kept[0] != self.step:
+            self._kept = (self.step, standing_statistics(self.sampler, seed=seed))
+        return self._kept[1]
 
     def state(self) -> dict:
         return {"g": self.g.state_dict(), "d": self.d.state_dict(), "opt_g": self.opt_g.state_dict(),
@@ -168,6 +176,7 @@ def standing_statistics(net: DCGANGenerator, *, seed: int, batch: int = 64) -> D
     the running averages and 0.77 with these (bench/bench_gan.py)."""
     out = copy.deepcopy(net).eval()
     norms = [m for m in out.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches below
@@ -179,15 +188,15 @@ def standing_statistics(net: DCGANGenerator, *, seed: int, batch: int = 64) -> D
         y = F.one_hot(torch.randint(0, net.classes, (batch,), generator=gen), net.classes).float().to(device) \
             if net.classes else None
         out(z, y)
-    for m in norms:
-        m.momentum = 0.1
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
         m.eval()
     return out
 
 
 @torch.no_grad()
 def _grid(run: _Run, fixed: tuple[torch.Tensor, torch.Tensor | None], seed: int) -> np.ndarray:
-    return sample_grid(standing_statistics(run.sampler, seed=seed)(*fixed), GRID)
+    return sample_grid(run.kept(seed)(*fixed), GRID)
 
 
 @dataclass
@@ -217,7 +226,7 @@ class _Reports:
             self.emit(Frame(_grid(run, self.fixed, s.seed), step, values["g_loss"], "epoch", epoch))
         if k == 0 or step == self.total:  # an epoch's end (or the run's): scores, and a state to resume from
             if self.score is not None:
-                net = standing_statistics(run.sampler, seed=s.seed)
+                net = run.kept(s.seed)
                 self.emit(Scores(step, epoch - 1 if k == 0 else epoch, dict(self.score(net, epoch)), "gan"))
             self.emit(TrainingCheckpoint(run.state(), step))
         elif self.checkpoint_every and step % self.checkpoint_every == 0:
@@ -257,8 +266,8 @@ def train_gan(images: torch.Tensor, labels: torch.Tensor | None = None, *, setti
         run.average(s.ema)
         run.step += 1
         reports.after(run, values)
-    final = standing_statistics(run.sampler, seed=s.seed)
-    grid = sample_grid(final(*fixed), GRID)
+    final = run.kept(s.seed)
+    grid = _grid(run, fixed, s.seed)
     result = Result(grid, RenderStats(grid.shape[1], grid.shape[0], run.step, time.perf_counter() - reports.started,
                                       s.name or "dcgan", str(device), s.seed, values))
     return final.cpu(), result

@@ -177,9 +177,11 @@ def render_feed_forward(nets: FeedForwardNets, content: torch.Tensor, styles: Se
     clock.add(1)
     values = {"strength": settings.strength}
     sink(Progress("feed_forward", 0, 1, 1, 1, values, clock.elapsed, 0.0))
-    sink(Frame(preview_array(out, settings.preview.max_side), 1, 0.0, "feed_forward", 0))
+    pixels = to_uint8(out)  # the frame shares the result's pixels when no smaller preview is asked for
+    small = max(out.shape[-2:]) > settings.preview.max_side
+    sink(Frame(preview_array(out, settings.preview.max_side) if small else pixels, 1, 0.0, "feed_forward", 0))
     sink(Checkpoint(out.numpy(), 1, 0))  # `out` is not changed after this: no copy needed
     model = "multistyle26" if settings.presets else "arbitrary"
     stats = RenderStats(out.shape[-1], out.shape[-2], 1, clock.elapsed, model, nets.provider, settings.seed, values)
-    sink(Result(to_uint8(out), stats))
+    sink(Result(pixels, stats))
     return out

@@ -76,11 +76,14 @@ class SqliteStore:
     def update(self, job_id: str, **fields: object) -> None:
         fields["updated"] = time.time()
         sets = ", ".join(f"{name} = ?" for name in fields)
-        sizes = " + ".join(f"LENGTH(COALESCE({b}, ''))" for b in BLOB_FIELDS) + f" + LENGTH(error_message) + {RECORD_OVERHEAD}"
+        # The size in the same statement (SET sees the old row, so a field being set counts by its
+        # new value's length): a second UPDATE rewrote the whole row, a result's blob again with it.
+        sized = {**{b: f"LENGTH(COALESCE({b}, ''))" for b in BLOB_FIELDS}, "error_message": "LENGTH(error_message)"}
+        sized.update({name: str(len(value or "")) for name, value in fields.items() if name in sized})  # type: ignore[arg-type]
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET {sets}, version = version + 1 WHERE id = ?",
+            self._db.execute(f"UPDATE jobs SET {sets}, version = version + 1, "
+                             f"size = {' + '.join(sized.values())} + {RECORD_OVERHEAD} WHERE id = ?",
                              [*fields.values(), job_id])
-            self._db.execute(f"UPDATE jobs SET size = {sizes} WHERE id = ?", (job_id,))
 
     def list(self, owner: str | None, state: str | None, offset: int, limit: int) -> list[JobRecord]:
         names = [n for n in _FIELDS if n not in LIST_FIELDS]

@@ -23,17 +23,27 @@ class Journal:
     replica sees it at the next progress write and stops the job).
 
     Store errors are logged, never raised into the render: the caller's stream goes on.
+
+    `deferred` (a short job, #26): the fields gather and reach the store in one write when the job
+    ends. A 0.1 s painting otherwise made four writes (running, progress, frame, result) that cost
+    about 4 ms of its request; nothing can watch it mid-way that would need them.
     """
 
     def __init__(self, store: JobStore, job_id: str, cancel: threading.Event, *,
-                 encode_png: Callable[[Any], bytes] | None = None) -> None:
+                 encode_png: Callable[[Any], bytes] | None = None, deferred: bool = False) -> None:
         self.store, self.job_id, self.cancel = store, job_id, cancel
         self.encode_png = encode_png  # None: checkpoints are not kept (dreams start afresh anyway)
         self._last_write = 0.0
         self._progress = b""
         self._chunks: list[bytes] = []
+        self._pending: dict[str, object] | None = {} if deferred else None
 
-    def _update(self, **fields: object) -> None:
+    def _update(self, final: bool = False, **fields: object) -> None:
+        if self._pending is not None:
+            self._pending.update(fields)
+            if not final:
+                return
+            fields, self._pending = self._pending, {}
         try:
             self.store.update(self.job_id, **fields)
         except Exception:
@@ -61,7 +71,7 @@ class Journal:
             result.CopyFrom(r.result)
             if self._chunks:  # the image went out in chunks before this message: keep it whole
                 result.image.data = b"".join(self._chunks)
-            self._update(state=SUCCEEDED, result=result.SerializeToString(), progress=self._progress)
+            self._update(True, state=SUCCEEDED, result=result.SerializeToString(), progress=self._progress)
 
     def checkpoint(self, image: Any) -> None:
         """The best image so far (float array, (1, 3, H, W) in [0, 1]): kept for resuming."""
@@ -76,11 +86,12 @@ class Journal:
     def ended(self, code: str, message: str) -> None:
         """The job stopped without a result (code: a grpc.StatusCode name)."""
         state = CANCELLED if code == "CANCELLED" else FAILED
-        self._update(state=state, error_code=code, error_message=message, progress=self._progress)
+        self._update(True, state=state, error_code=code, error_message=message, progress=self._progress)
 
     def interrupted(self, message: str) -> None:
         """The server stopped the job at shutdown: its checkpoint stays for GetJob and resuming."""
-        self._update(state=INTERRUPTED, error_code="UNAVAILABLE", error_message=message, progress=self._progress)
+        self._update(True, state=INTERRUPTED, error_code="UNAVAILABLE", error_message=message,
+                     progress=self._progress)
 
     def _check_cancel(self) -> None:
         try:

@@ -89,3 +89,17 @@ def test_peek_reads_version_state_and_cancel_flag(store):
     store.update("c" * 16, state=RUNNING, cancel_requested=True)
     assert store.peek("c" * 16) == (1, RUNNING, True)
     assert store.peek("d" * 16) is None
+
+
+def test_record_size_follows_every_update(store):
+    """The size the cap adds up follows each update, whether it grows or shrinks the record."""
+    store.create(JobRecord("e" * 16, "RenderStyle", request=b"x" * 1000), capped=True)
+    store.update("e" * 16, result=b"r" * 40_000, progress=b"p" * 10)
+    with pytest.raises(StoreFullError):  # 41 KB used + 10 KB > the 50 KB cap
+        store.create(JobRecord("f" * 16, "RenderStyle", request=b"x" * 10_000), capped=True)
+    store.update("e" * 16, result=b"", frame=b"f" * 300, error_message="bad")
+    store.create(JobRecord("f" * 16, "RenderStyle", request=b"x" * 10_000), capped=True)  # 1.3 KB + 10 KB fits
+    got = store.get("e" * 16)
+    assert (got.result, got.frame, got.error_message) == (b"", b"f" * 300, "bad")
+    with pytest.raises(StoreFullError):  # 11.3 KB used + 39 KB > 50 KB: the sizes are not undercounted either
+        store.create(JobRecord("g" * 16, "RenderStyle", request=b"x" * 39_000), capped=True)

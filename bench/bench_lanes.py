@@ -3,9 +3,10 @@
     python bench/bench_lanes.py [--size 512] [--calls 20] [--window 25] [--gap 1.0] [--skip-no-pause]
 
 1. Idle: feed-forward latency (preset 7 at --size, --calls calls one after another, p50/p95), then
-   throughput (requests/s) at concurrency 1, 4 and 16 for --window/2 s each, beside plain
+   throughput (requests/s) at concurrency 1, 4 and 16 for --window/3 s each, beside plain
    onnxruntime in one process (the same network, pixels and threads; each "caller" a thread
-   calling session.run in a loop).
+   calling session.run in a loop), the two alternating in three slices; each of our callers
+   keeps one client.
 2. Busy: a Gatys render (vgg16, --size, one scale, L-BFGS) runs; its time per iteration is
    measured over --window s alone, then over --window s while 4 callers send paintings back to
    back, then alone again (L-BFGS's pace drifts: alone is the mean of both); after the first
@@ -60,13 +61,16 @@ def _pct(values: list[float], q: float) -> float:
 FORMAT = {"result_format": "png"}  # the result's encoding (--format)
 
 
-def _paint(target: str, content: bytes, size: int) -> float:
+def _paint(target: str, content: bytes, size: int, client=None) -> float:
+    """One preset painting; through `client` if given (a caller that keeps its channel), else a new one."""
     from dreamrender.client import DreamClient
 
-    with DreamClient(target) as c:
-        t = time.perf_counter()
-        c.style(content, [], presets=[PRESET], size=size, timeout=600, **FORMAT)
-        return time.perf_counter() - t
+    if client is None:
+        with DreamClient(target) as c:
+            return _paint(target, content, size, c)
+    t = time.perf_counter()
+    client.style(content, [], presets=[PRESET], size=size, timeout=600, **FORMAT)
+    return time.perf_counter() - t
 
 
 def _latency(target: str, content: bytes, size: int, calls: int, gap: float = 0.0) -> list[float]:
@@ -77,11 +81,18 @@ def _latency(target: str, content: bytes, size: int, calls: int, gap: float = 0.
     return out
 
 
-def _load(call, callers: int, seconds: float) -> int:
-    """`callers` threads calling `call()` back to back for `seconds`; how many calls completed."""
+def _load(call, callers: int, seconds: float, context=None) -> int:
+    """`callers` threads calling `call()` back to back for `seconds` (each `call(c)` within its own
+    `context()` if given: a caller's client); how many calls completed."""
     done, stop = [0] * callers, time.monotonic() + seconds
 
     def worker(i: int) -> None:
+        if context is not None:
+            with context() as c:
+                while time.monotonic() < stop:
+                    call(c)
+                    done[i] += 1
+            return
         while time.monotonic() < stop:
             call()
             done[i] += 1
@@ -114,11 +125,20 @@ def _plain_session(content: bytes, size: int):
     return lambda: session.run(None, {"image": x, "style_weights": weights})
 
 
-def throughput(target: str, content: bytes, size: int, seconds: float, plain) -> dict[int, tuple[float, float]]:
-    rates = {}
+def throughput(target: str, content: bytes, size: int, seconds: float, plain,
+               rounds: int = 3) -> dict[int, tuple[float, float]]:
+    """Requests/s of dreamd and of plain onnxruntime at each concurrency. The two alternate in
+    `rounds` slices of seconds/rounds each, so that a drift in the machine's speed (this host's
+    varies by up to a third) falls on both; each caller keeps one client, as a service would."""
+    from dreamrender.client import DreamClient
+
+    rates, piece = {}, seconds / rounds
     for callers in (1, 4, 16):
-        ours = _load(lambda: _paint(target, content, size), callers, seconds) / seconds
-        base = _load(plain, callers, seconds) / seconds if plain is not None else float("nan")
+        served = base_served = 0
+        for _ in range(rounds):
+            served += _load(lambda c: _paint(target, content, size, c), callers, piece, lambda: DreamClient(target))
+            base_served += _load(plain, callers, piece) if plain is not None else 0
+        ours, base = served / seconds, (base_served / seconds if plain is not None else float("nan"))
         rates[callers] = (ours, base)
         print(f"  concurrency {callers:2d}: dreamd {ours:5.2f} req/s, plain onnxruntime {base:5.2f} req/s, "
               f"ratio {ours / base:.2f} (goal >= 0.8)", flush=True)

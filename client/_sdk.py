@@ -18,6 +18,7 @@ from ._gan import AsyncGanCalls, GanCalls
 from ._messages import (ImageInput, Reassembler, event_of, final_result, final_result_async, image_message,
                         result_format_number)
 from ._jobs import AsyncJobCalls, JobCalls
+from ._masks import masks_from_colors
 
 __all__ = ["DreamClient", "AsyncDreamClient", "DreamError", "ImageInput", "Metadata",
            "dream_request", "style_request", "evaluate_request", "image_message", "final_result"]
@@ -90,12 +91,20 @@ def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: s
                   content_layers: Sequence[str] = (), style_layers: Sequence[str] = (),
                   init_image: ImageInput | None = None, preview: dict[str, Any] | None = None,
                   presets: Sequence[int | tuple[int, float]] = (), result_format: str = "png",
-                  detach: bool = False, request_id: str = "", **settings: Any) -> pb.RenderStyleRequest:
+                  detach: bool = False, request_id: str = "", masks: Sequence[ImageInput | None] = (),
+                  source_masks: Sequence[ImageInput | None] = (), mask_colors: ImageInput | None = None,
+                  label_colors: Sequence[str] = (), **settings: Any) -> pb.RenderStyleRequest:
     """Build a RenderStyleRequest; `settings` are StyleSettings field names; `detach` and
     `request_id` as for dream_request.
 
     `presets` are indices of the 26-style feed-forward network, or (index, weight) pairs; they
     imply `method="feed_forward"` and take the place of style images.
+
+    `masks`: one per style (or preset), in order, or None for one that covers everything: an image
+    of the content's aspect whose grey levels say where that style goes; where no mask reaches, the
+    photo stays. `source_masks`: one per style image, the part of it that defines the style (Gatys
+    only). `mask_colors`: a label image with one flat colour per style instead of `masks`, taken in
+    order of first appearance or as `label_colors` lists them ('#rrggbb' or 'r,g,b').
     """
     req = pb.RenderStyleRequest(model=model, content=image_message(content), detach=detach, request_id=request_id,
                                 result_format=result_format_number(result_format), **_preview(preview))
@@ -103,11 +112,29 @@ def style_request(content: ImageInput, styles: Sequence[ImageInput], *, model: s
     for p in presets:
         index, weight = (p, 1.0) if isinstance(p, int) else p
         req.presets.add(index=index, weight=weight)
+    _add_masks(req, masks, source_masks, mask_colors, label_colors)
     if init_image is not None:
         req.init_image.CopyFrom(image_message(init_image))
         settings.setdefault("init", "image")
     wire.fill_request(req, StyleSettings, settings)
     return req
+
+
+def _add_masks(req: pb.RenderStyleRequest, masks: Sequence[ImageInput | None], sources: Sequence[ImageInput | None],
+               labels: ImageInput | None, colors: Sequence[str]) -> None:
+    """Each mask onto its style (or preset) and each source mask onto its style image."""
+    regions = req.styles or req.presets
+    if labels is not None:
+        if masks:
+            raise ValueError("mask_colors: give masks or mask_colors, not both")
+        masks = masks_from_colors(image_message(labels).data, len(regions), colors)
+    for field, given, items in (("masks", masks, regions), ("source_masks", sources, req.styles)):
+        if len(given) > len(items):
+            kind = "presets" if field == "masks" and not req.styles else "styles"
+            raise ValueError(f"{field}: {len(given)} masks for {len(items)} {kind}")
+        for item, mask in zip(items, given):
+            if mask is not None:
+                getattr(item, "mask" if field == "masks" else "source_mask").CopyFrom(image_message(mask))
 
 
 def evaluate_request(content: ImageInput, styles: Sequence[ImageInput], candidates: Sequence[ImageInput], *,

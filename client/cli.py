@@ -30,6 +30,8 @@ _STYLE_EXAMPLES = """examples:
   dreamctl style photo.jpg starry.jpg --method feed-forward --strength 0.8 -o out.png   # well under a second
   dreamctl style photo.jpg --preset 7 --preset 12:0.5 -o out.png          # the 26-style network
   dreamctl style photo.jpg starry.jpg --init feed-forward -o out.png      # Gatys from a painted start
+  dreamctl style photo.jpg starry.jpg wave.jpg --mask cat.png --mask sky.png -o out.png   # a style per region
+  dreamctl style photo.jpg starry.jpg wave.jpg --mask-colors labels.png -o out.png       # regions by colour
 """
 
 # Short names the issue asked for, beside the derived ones.
@@ -118,6 +120,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_settings(d, DreamSettings)
     _add_preview(d, DreamSettings().preview)
 
+    _add_style(sub)
+    _add_models(sub)
+    _add_evaluate(sub)
+    add_sheet_parser(sub)
+    add_jobs_parser(sub)
+    add_gan_parser(sub, _add_settings, _add_preview)
+    sub.add_parser("health", help="check the server's health")
+    return p
+
+
+def _add_style(sub: Any) -> None:
     s = sub.add_parser("style", help="render a style transfer", epilog=_STYLE_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("content", help="content image")
@@ -129,6 +142,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="", help="catalog model (default: the server's)")
     s.add_argument("--style-weights", type=float, nargs="+", default=[], help="blend weight per style")
     s.add_argument("--style-scales", type=float, nargs="+", default=[], help="scale per style")
+    s.add_argument("--mask", dest="masks", action="append", default=[], metavar="IMG",
+                   help="where the next style (or preset) goes: grey levels of the content's aspect, white fully, "
+                        "black not at all (repeatable, in style order; the photo stays where no mask reaches)")
+    s.add_argument("--source-mask", dest="source_masks", action="append", default=[], metavar="IMG",
+                   help="the part of the next style image that defines its style (repeatable; Gatys only)")
+    s.add_argument("--mask-colors", metavar="LABELS", help="a label image, one flat colour per style, split into "
+                   "the styles' masks (colours in order of first appearance, or as --label-colors lists them)")
+    s.add_argument("--label-colors", nargs="+", default=[], metavar="COLOR",
+                   help="the label image's colours in style order, '#rrggbb' or 'r,g,b'")
     _add_layers(s)
     s.add_argument("--init", default=None, metavar="content|noise|feed-forward|PATH",
                    help=f"start image (default: {default_of(StyleSettings, 'init')}; feed-forward: the feed-forward "
@@ -136,13 +158,6 @@ def _parser() -> argparse.ArgumentParser:
     _add_settings(s, StyleSettings, skip=("init",))
     _add_preview(s, StyleSettings().preview)
 
-    _add_models(sub)
-    _add_evaluate(sub)
-    add_sheet_parser(sub)
-    add_jobs_parser(sub)
-    add_gan_parser(sub, _add_settings, _add_preview)
-    sub.add_parser("health", help="check the server's health")
-    return p
 
 
 def _add_models(sub: Any) -> None:
@@ -288,6 +303,8 @@ def _style(client: DreamClient, args: argparse.Namespace) -> int:
                                  presets=args.presets,
                                  style_scales=args.style_scales, content_layers=args.content_layers,
                                  style_layers=args.style_layers, init_image=init_image,
+                                 masks=args.masks, source_masks=args.source_masks, mask_colors=args.mask_colors,
+                                 label_colors=args.label_colors,
                                  preview=_preview_opts(args), timeout=args.timeout, **_job_kwargs(args), **kwargs)
     return _run_render(events, args)
 

@@ -25,7 +25,7 @@ from dreamrender.v1 import dreamrender_pb2 as pb
 
 from .codec import decode_image, probe_image
 from ._checks import check_strings
-from ._masks import read_mask
+from ._masks import probe_style_masks, read_mask, read_style_masks, refuse_style_masks
 from .datasets import DataLimits, TrainingData, load_mnist, read_archive, read_images
 from .engine.dream import GUIDE_SIDE, check_lap_levels, check_terms, check_tile_size, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
@@ -73,12 +73,15 @@ class StyleJob:
     styles: tuple[torch.Tensor, ...]
     init_image: torch.Tensor | None
     result_format: str = "png"
+    masks: tuple[torch.Tensor | None, ...] = ()  # per style or preset, (1, 1, H, W) at the content's size (#27)
+    source_masks: tuple[torch.Tensor | None, ...] = ()  # per style, at its image's size
 
     @property
     def pixels(self) -> int:
         """Decoded pixels the job holds while it waits (the queue's memory budget counts them)."""
         images = [self.content, *self.styles] + ([self.init_image] if self.init_image is not None else [])
-        return sum(t.shape[-1] * t.shape[-2] for t in images)
+        grey = [m for m in (*self.masks, *self.source_masks) if m is not None]  # one channel of three
+        return sum(t.shape[-1] * t.shape[-2] for t in images) + sum(m.shape[-1] * m.shape[-2] for m in grey) // 3
 
 
 @dataclass(frozen=True)
@@ -378,9 +381,13 @@ class RequestReader:
         if s.init == "image" and not req.HasField("init_image"):
             raise InvalidArgumentError("init_image", "init is IMAGE but no init_image given", "an encoded image")
         init_size = self.probe(req.init_image, "init_image") if s.init == "image" else None
+        wanted = probe_style_masks(self, req, content_size, [self.probe(st.image, f"styles[{i}].image")
+                                                             for i, st in enumerate(req.styles)])
         content, styles = self._content_and_styles(req, s, min_side, s.size, content_size)
         init = None if init_size is None else self.image(req.init_image, "init_image", s.size, size=init_size)
-        return StyleJob(s, content, styles, init, fmt)
+        masks, sources = read_style_masks(self, wanted, len(styles) or len(s.presets), content.shape[-2:],
+                                          [t.shape[-2:] for t in styles])
+        return StyleJob(s, content, styles, init, fmt, masks, sources)
 
     def _check_feed_forward(self, req: pb.RenderStyleRequest, s: StyleSettings) -> int:
         """Checks a feed-forward request; returns the smallest side its networks take."""
@@ -398,6 +405,8 @@ class RequestReader:
             raise InvalidArgumentError("presets", "preset weights sum to 0", "weights >= 0 with a positive sum")
         if s.init == "feed_forward":
             raise InvalidArgumentError("init", "feed_forward is an init of the optimiser", "method optimize")
+        # A painting network takes no part of its style image.
+        refuse_style_masks(req, ("source_mask",), "source masks guide the Gatys method's Grams", "method optimize")
         if s.precision == "bf16":  # onnxruntime runs these networks in fp32; auto resolves to it
             raise InvalidArgumentError("precision", "feed-forward runs in fp32 on onnxruntime", ["fp32", "auto"])
         return max(spec.min_side for spec in specs)
@@ -413,6 +422,7 @@ class RequestReader:
         check_layers(spec.name, spec.layer_names, s)
         if not req.candidates:
             raise InvalidArgumentError("candidates", "no candidate images", f"1 to {MAX_CANDIDATES} images")
+        refuse_style_masks(req, ("mask", "source_mask"), "Evaluate scores whole pictures", "no mask")
         if len(req.candidates) > MAX_CANDIDATES:
             raise InvalidArgumentError("candidates", f"{len(req.candidates)} candidates", f"at most {MAX_CANDIDATES}")
         sizes = []

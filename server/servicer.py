@@ -369,16 +369,17 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
             init = job.init_image
             if s.init == "feed_forward":  # made here, in the worker: the job's first second is its painting
                 init = feed_forward_image(self.cache.feed_forward("arbitrary"), job.content, job.styles, s,
-                                          first_scale_side(s, net, job.content.shape[-2:]))
+                                          first_scale_side(s, net, job.content.shape[-2:]), job.masks)
             render_style(net, job.content, job.styles, settings=s, init_image=init, on_event=scored(sink),
                          cancel=cancel, device=self.cache.device, between_scales=release_memory,
-                         after_tiled_step=trim_heap)
+                         after_tiled_step=trim_heap, masks=job.masks, source_masks=job.source_masks)
 
         def feed_forward(sink: Callable[[Event], None], cancel: threading.Event) -> None:
             nets = self.cache.feed_forward("presets" if s.presets else "arbitrary")
             # Scoring costs about ten times the painting, so feed-forward results are scored on request only.
             events = scored(sink) if s.feed_forward_scores else self.evaluator.unscored(sink)
-            render_feed_forward(nets, job.content, job.styles, settings=s, on_event=events, cancel=cancel)
+            render_feed_forward(nets, job.content, job.styles, settings=s, on_event=events, cancel=cancel,
+                                masks=job.masks)
 
         short = s.method == "feed_forward"
         return Work("RenderStyle", pb.RenderStyleResponse, feed_forward if short else optimize, s.preview.format,

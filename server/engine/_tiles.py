@@ -29,6 +29,7 @@ from torch import nn
 from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings
 
+from ._regions import Region, layer_mask, mask_mass
 from .runtime import autocast_for
 
 __all__ = ["Geometry", "geometry", "tile_spans", "Tile", "tiles", "tiled_grams_and_maps", "TiledObjective",
@@ -159,25 +160,48 @@ def _gram_sum(part: torch.Tensor) -> torch.Tensor:
 
 def tiled_grams_and_maps(net: FeatureNet, image: torch.Tensor, *, gram_layers: Sequence[str],
                          map_layers: Sequence[str], tile: int, geo: Geometry, device: torch.device,
-                         precision: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Without autograd: the normalised Grams of `gram_layers` and the whole feature maps of
-    `map_layers` of `image`, one tile at a time (the targets of a large scale)."""
+                         precision: str, mask: torch.Tensor | None = None
+                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Without autograd: the normalised Grams of `gram_layers` (guided by `mask`, (1, 1, H, W), when
+    given) and the whole feature maps of `map_layers` of `image`, one tile at a time (the targets
+    of a large scale)."""
     h, w = image.shape[-2:]
     layers = list(dict.fromkeys([*gram_layers, *map_layers]))
     raw: dict[str, torch.Tensor] = {}
     maps: dict[str, torch.Tensor] = {}
+    guides = {} if mask is None else {name: _whole_mask(mask.to(device), geo, name, (h, w)) for name in gram_layers}
     with torch.no_grad():
         for t, feats in run(net, image, layers, tile, geo, device, precision):
             for name in gram_layers:
-                _add(raw, name, _gram_sum(interior(feats[name], t, name)))
+                part = interior(feats[name], t, name)
+                _add(raw, name, _gram_sum(part if mask is None else part * t.of(guides[name], name)))
             for name in map_layers:
                 part = interior(feats[name], t, name)
                 if name not in maps:
                     s = geo.strides[name]
                     maps[name] = torch.empty(1, part.shape[1], h // s, w // s, device=device)
                 t.of(maps[name], name)[...] = part
-    grams = {name: g / (g.shape[0] * geo.cells(name, (h, w))) for name, g in raw.items()}  # gram(): / (C H W)
+    # gram(): / (C H W); a guided Gram: / (C sum m^2)
+    grams = {name: g / (g.shape[0] * (geo.cells(name, (h, w)) if mask is None else mask_mass(guides[name])))
+             for name, g in raw.items()}
     return grams, maps
+
+
+def _whole_mask(mask: torch.Tensor, geo: Geometry, layer: str, hw: Sequence[int]) -> torch.Tensor:
+    """A mask at `layer`'s whole feature map (floor-divided sizes, as the tiles slice it)."""
+    s = geo.strides[layer]
+    return layer_mask(mask, (hw[0] // s, hw[1] // s))
+
+
+@dataclass(frozen=True)
+class _StyleTerm:
+    """One Gram term of the tiled loss: a layer against one target, guided by a whole-map mask or not."""
+
+    layer: str
+    weight: float
+    mask: torch.Tensor | None
+    n: torch.Tensor | float  # the Gram's normaliser: C H W, or C sum m^2
+    target: torch.Tensor
 
 
 def run(net: FeatureNet, image: torch.Tensor, layers: Sequence[str], tile: int, geo: Geometry,
@@ -200,15 +224,32 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 class TiledObjective:
     """The style objective of one scale, evaluated tile by tile (see the module docstring).
 
-    `content` holds the whole content feature maps and `grams` the style targets (as untiled).
+    `content` holds the whole content feature maps and `grams` the style targets (as untiled);
+    with `regions` (masks), each region's guided Grams are the targets instead: a tile adds its
+    share of every region's Gram in pass 1, and its part of every region's gradient in pass 2.
     """
 
     def __init__(self, net: FeatureNet, s: StyleSettings, content: Mapping[str, torch.Tensor],
                  grams: Mapping[str, torch.Tensor], device: torch.device, precision: str, *,
-                 geo: Geometry, tile: int) -> None:
-        self.net, self.s, self.content, self.grams = net, s, content, grams
+                 geo: Geometry, tile: int, regions: Sequence[Region] = ()) -> None:
+        self.net, self.s, self.content, self.grams, self.regions = net, s, content, grams, tuple(regions)
         self.device, self.precision, self.geo, self.tile = device, precision, geo, tile
         self.layers = s.layer_names
+        self._terms: tuple[tuple[int, int], list[_StyleTerm]] | None = None
+
+    def _style_terms(self, hw: tuple[int, int], counts: Mapping[str, int]) -> list[_StyleTerm]:
+        """The Gram terms at an image size: one per style layer, or one per layer and region."""
+        if self._terms is None or self._terms[0] != hw:
+            terms = []
+            for l in self.s.style_layers:
+                if not self.regions:
+                    terms.append(_StyleTerm(l.layer, l.weight, None, counts[l.layer], self.grams[l.layer]))
+                for r in self.regions:
+                    m = None if r.mask is None else _whole_mask(r.mask.to(self.device), self.geo, l.layer, hw)
+                    n = counts[l.layer] if m is None else self.net.layers[l.layer].channels * mask_mass(m)
+                    terms.append(_StyleTerm(l.layer, l.weight * r.weight, m, n, r.grams[l.layer]))
+            self._terms = hw, terms
+        return self._terms[1]
 
     def loss_and_grad(self, x: torch.Tensor, precision: str | None = None) -> tuple[torch.Tensor, dict]:
         """Total loss and terms at `x`; the gradient is accumulated into whatever `x` came from."""
@@ -216,21 +257,25 @@ class TiledObjective:
         # Elements of each layer's whole feature map: the n of gram() and of the content mean.
         counts = {name: self.net.layers[name].channels * self.geo.cells(name, x.shape[-2:]) for name in self.layers}
         xg = x.detach().requires_grad_(True)
-        diffs, csums = self._pass_one(xg, precision, counts)
-        style = sum(l.weight * diffs[l.layer].pow(2).sum() for l in s.style_layers)
+        terms_ = self._style_terms(tuple(x.shape[-2:]), counts)
+        diffs, csums = self._pass_one(xg, precision, terms_)
+        style = sum(term.weight * d.pow(2).sum() for term, d in zip(terms_, diffs))
         content = sum(l.weight * csums[l.layer] / counts[l.layer] for l in s.content_layers)
         # dL/dF in closed form: the squared Gram difference gives 4/n (G - A) F (symmetrised, as
-        # the untiled _GramLoss backward), the mean squared content difference 2/n (F - C).
-        style_coef = {l.layer: (diffs[l.layer] + diffs[l.layer].t()) * (0.5 * s.style_weight * l.weight * 4
-                                                                        / counts[l.layer]) for l in s.style_layers}
+        # the untiled _GramLoss backward; a guided Gram's carries m^2 at each position), the mean
+        # squared content difference 2/n (F - C).
+        style_coef = [(d + d.t()) * (0.5 * s.style_weight * term.weight * 4 / term.n) for term, d in zip(terms_, diffs)]
         content_coef = {l.layer: s.content_weight * l.weight * 2 / counts[l.layer] for l in s.content_layers}
         for t, feats in run(self.net, xg, self.layers, self.tile, self.geo, self.device, precision):
             surrogate = xg.new_zeros(())
-            for name, coef in style_coef.items():
+            grads: dict[str, torch.Tensor] = {}  # per layer, (h*w, C): the regions' shares summed
+            for term, coef in zip(terms_, style_coef):
+                g = rows(interior(feats[term.layer], t, term.layer).detach()) @ coef
+                _add(grads, term.layer, g if term.mask is None else g * rows(t.of(term.mask, term.layer)).pow(2))
+            for name, g in grads.items():
                 part = interior(feats[name], t, name)
                 n, c, ph, pw = part.shape
-                g = (rows(part.detach()) @ coef).reshape(n, ph, pw, c)
-                surrogate = surrogate + (part * g.permute(0, 3, 1, 2)).sum()
+                surrogate = surrogate + (part * g.reshape(n, ph, pw, c).permute(0, 3, 1, 2)).sum()
             for name, coef in content_coef.items():
                 part = interior(feats[name], t, name)
                 surrogate = surrogate + coef * ((part.detach() - t.of(self.content[name], name)) * part).sum()
@@ -246,16 +291,17 @@ class TiledObjective:
         return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value]
 
     def _pass_one(self, x: torch.Tensor, precision: str,
-                  counts: Mapping[str, int]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Without autograd: each style layer's G - A over the whole image, and each content
+                  terms: Sequence[_StyleTerm]) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """Without autograd: each style term's G - A over the whole image, and each content
         layer's summed squared difference."""
         raw: dict[str, torch.Tensor] = {}
         csums: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for t, feats in run(self.net, x, self.layers, self.tile, self.geo, self.device, precision):
-                for l in self.s.style_layers:
-                    _add(raw, l.layer, _gram_sum(interior(feats[l.layer], t, l.layer)))
+                for i, term in enumerate(terms):
+                    part = interior(feats[term.layer], t, term.layer)
+                    _add(raw, str(i), _gram_sum(part if term.mask is None else part * t.of(term.mask, term.layer)))
                 for l in self.s.content_layers:
                     part = interior(feats[l.layer], t, l.layer)
                     _add(csums, l.layer, (part - t.of(self.content[l.layer], l.layer)).pow(2).sum())
-        return {name: g / counts[name] - self.grams[name] for name, g in raw.items()}, csums
+        return [raw[str(i)] / term.n - term.target for i, term in enumerate(terms)], csums

@@ -24,6 +24,7 @@ from dreamrender.errors import InvalidArgumentError
 from dreamrender.settings import StyleSettings
 
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
+from ._regions import blend_regions
 from .imaging import preview_array, resize_long_side, resize_to, to_uint8
 from .runtime import CancelToken, WorkClock, check_cancel
 
@@ -148,29 +149,43 @@ def stylize_presets(nets: FeedForwardNets, content: torch.Tensor, presets: Seque
 
 
 def feed_forward_image(nets: FeedForwardNets, content: torch.Tensor, styles: Sequence[torch.Tensor],
-                       s: StyleSettings, side: int) -> torch.Tensor:
-    """The feed-forward painting at long side `side` (presets if the settings name any, else the styles)."""
+                       s: StyleSettings, side: int, masks: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
+    """The feed-forward painting at long side `side` (presets if the settings name any, else the styles).
+
+    With `masks` (one per preset or style, (1, 1, H, W) of the content's aspect, or None for
+    everywhere), each is painted alone and laid over its region through its soft mask; the photo
+    stays where no mask reaches (one network run per region instead of one blended run); the
+    weights blend only where masks overlap."""
     c = resize_long_side(content, side)
     if s.presets:
         if nets.multistyle is None:
             raise InvalidArgumentError("presets", "the 26-style network is not loaded", "style images")
-        return stylize_presets(nets, c, [(p.index, p.weight) for p in s.presets], s.strength)
-    if not styles:
-        raise InvalidArgumentError("styles", "no style image and no preset", "style images or presets")
-    weights = [x.weight for x in s.styles] or [1.0] * len(styles)
-    return stylize_arbitrary(nets, c, styles, weights, s.strength)
+        paint = [lambda p=p: stylize_presets(nets, c, [(p.index, 1.0)], s.strength) for p in s.presets]
+        weights = [p.weight for p in s.presets]
+        blended = lambda: stylize_presets(nets, c, [(p.index, p.weight) for p in s.presets], s.strength)  # noqa: E731
+    else:
+        if not styles:
+            raise InvalidArgumentError("styles", "no style image and no preset", "style images or presets")
+        weights = [x.weight for x in s.styles] or [1.0] * len(styles)
+        paint = [lambda st=st: stylize_arbitrary(nets, c, [st], [1.0], s.strength) for st in styles]
+        blended = lambda: stylize_arbitrary(nets, c, styles, weights, s.strength)  # noqa: E731
+    if not any(m is not None for m in masks):
+        return blended()
+    fitted = [None if m is None else resize_to(m, tuple(c.shape[-2:])).clamp(0, 1) for m in masks]
+    return blend_regions(c.float(), [run() for run in paint], fitted, weights)
 
 
 def render_feed_forward(nets: FeedForwardNets, content: torch.Tensor, styles: Sequence[torch.Tensor], *,
                         settings: StyleSettings, on_event: EventSink | None = None,
-                        cancel: CancelToken | None = None) -> torch.Tensor:
-    """One feed-forward pass at `settings.size`: emits Progress, a Frame, a Checkpoint and the Result."""
+                        cancel: CancelToken | None = None, masks: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
+    """One feed-forward pass at `settings.size` (`masks` as for feed_forward_image): emits Progress,
+    a Frame, a Checkpoint and the Result."""
     from .style import preserve_colors
 
     sink = on_event or (lambda _e: None)
     clock = WorkClock(1)
     check_cancel(cancel)
-    out = feed_forward_image(nets, content, styles, settings, settings.size)
+    out = feed_forward_image(nets, content, styles, settings, settings.size, masks)
     if settings.preserve_colors:
         out = preserve_colors(out, content)
     check_cancel(cancel)

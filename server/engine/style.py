@@ -18,6 +18,7 @@ from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings, long_side_floor, style_side
 
+from ._regions import Region, guided_gram, layer_mask, mask_mass
 from ._tiles import Geometry, TiledObjective, geometry, tiled_grams_and_maps, total_variation
 from ._lbfgs import minimize
 from .sizing import LBFGS_STORAGE, lbfgs_pairs, scale_cost, style_tile
@@ -81,11 +82,13 @@ class _GramLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, feat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, feat: torch.Tensor, target: torch.Tensor,  # type: ignore[override]
+                n: torch.Tensor | float | None) -> torch.Tensor:
         _, c, h, w = feat.shape
-        diff = _raw_gram(feat) / (c * h * w) - target
+        n = c * h * w if n is None else n  # a guided Gram's normaliser is C times its mask's mass
+        diff = _raw_gram(feat) / n - target
         ctx.save_for_backward(feat, diff)
-        ctx.n = c * h * w
+        ctx.n = n
         return diff.pow(2).sum()
 
     @staticmethod
@@ -97,16 +100,17 @@ class _GramLoss(torch.autograd.Function):
             # (G - A) is symmetric up to rounding; symmetrise so the 1x1 conv is the exact gradient.
             # The factor k rides on the small C x C weight instead of a pass over the large output.
             sym = (diff + diff.t()).mul_(0.5 * k)
-            return F.conv2d(feat, sym.view(c, c, 1, 1)), None
+            return F.conv2d(feat, sym.view(c, c, 1, 1)), None, None
         f, nhwc = _rows(feat)
         if nhwc:  # (HW, C) @ (C, C), back to NCHW shape with channels_last strides
-            return (f @ diff).mul_(k).reshape(n, h, w, c).permute(0, 3, 1, 2), None
-        return (diff @ f).mul_(k).reshape(feat.shape), None
+            return (f @ diff).mul_(k).reshape(n, h, w, c).permute(0, 3, 1, 2), None, None
+        return (diff @ f).mul_(k).reshape(feat.shape), None, None
 
 
-def gram_loss(feat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Sum of squared differences between gram(feat) and `target`."""
-    return _GramLoss.apply(feat, target)
+def gram_loss(feat: torch.Tensor, target: torch.Tensor, n: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Sum of squared differences between gram(feat) and `target`; `n` replaces gram()'s C*H*W
+    normaliser (a guided Gram's: C times its mask's mass)."""
+    return _GramLoss.apply(feat, target, n)
 
 
 def scale_sides(size: int, scales: int, min_side: int = 64) -> list[int]:
@@ -179,7 +183,8 @@ def preserve_colors(styled: torch.Tensor, content: torch.Tensor) -> torch.Tensor
 @dataclass
 class _Targets:
     content: dict[str, torch.Tensor]
-    grams: dict[str, torch.Tensor]
+    grams: dict[str, torch.Tensor]  # the styles' blended Grams (unguided)
+    regions: tuple[Region, ...] = ()  # with masks, each style's own region and Grams instead
 
 
 class _Objective:
@@ -189,6 +194,23 @@ class _Objective:
                  precision: str = "fp32") -> None:
         self.net, self.s, self.t, self.device, self.precision = net, s, targets, device, precision
         self.layers = s.layer_names
+        self._masks: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}  # a scale's sizes are fixed
+
+    def _style(self, layer: str, feat: torch.Tensor) -> torch.Tensor:
+        """One layer's style loss: against the blended Grams, or the sum of the regions' guided losses."""
+        if not self.t.regions:
+            return gram_loss(feat, self.t.grams[layer])
+        total = feat.new_zeros(())
+        for i, r in enumerate(self.t.regions):
+            if r.mask is None:
+                total = total + r.weight * gram_loss(feat, r.grams[layer])
+                continue
+            if (i, layer) not in self._masks:
+                m = layer_mask(r.mask.to(feat.device), feat.shape[-2:])
+                self._masks[i, layer] = m, feat.shape[1] * mask_mass(m)
+            m, n = self._masks[i, layer]
+            total = total + r.weight * gram_loss(feat * m, r.grams[layer], n)
+        return total
 
     def __call__(self, x: torch.Tensor, precision: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its terms at `x`; `precision` overrides the objective's for this call."""
@@ -204,7 +226,7 @@ class _Objective:
         # gradient of the conv above costs the backward a layout conversion.
         content = sum(l.weight * (feats[l.layer] - self.t.content[l.layer]).pow(2).mean()
                       for l in s.content_layers)
-        style = sum(l.weight * gram_loss(feats[l.layer], self.t.grams[l.layer]) for l in s.style_layers)
+        style = sum(l.weight * self._style(l.layer, feats[l.layer]) for l in s.style_layers)
         terms = {"content": s.content_weight * content, "style": s.style_weight * style}
         if s.tv_weight:
             terms["tv"] = s.tv_weight * total_variation(x)
@@ -230,11 +252,12 @@ def tiling(net: FeatureNet, s: StyleSettings, hw: Sequence[int]) -> tuple[Geomet
 
 @torch.no_grad()
 def _targets(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles: Sequence[torch.Tensor],
-             side: int, device: torch.device) -> _Targets:
-    """Content features and the blended style Grams at one scale: computed once, no autograd,
-    tile by tile for images that `tiling` says are large."""
+             side: int, device: torch.device, masks: Sequence[torch.Tensor | None] = (),
+             source_masks: Sequence[torch.Tensor | None] = ()) -> _Targets:
+    """Content features and the style Grams at one scale: computed once, no autograd, tile by tile
+    for images that `tiling` says are large. Without `masks` the styles' Grams are blended by
+    weight; with any, each style becomes a region with its own Grams (see _regions)."""
     c_layers = [x.layer for x in s.content_layers]
-    s_layers = [x.layer for x in s.style_layers]
     c = resize_long_side(content, side)
     tiled = tiling(net, s, c.shape[-2:])
     if tiled:
@@ -243,21 +266,33 @@ def _targets(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles: S
     else:
         content_feats = {k: v.float() for k, v in net(c.to(device), c_layers).items()}
     weights = [st.weight for st in s.styles] or [1.0] * len(styles)
+    scales = [st.scale for st in s.styles] or [1.0] * len(styles)
+    sources = list(source_masks) or [None] * len(styles)
+    per_style = [_style_grams(net, s, img, style_side(side, scale, img.shape[-2:], net.min_side), src, device)
+                 for img, scale, src in zip(styles, scales, sources)]
+    if any(m is not None for m in masks):
+        regions = tuple(Region(w, None if m is None else resize_to(m, tuple(c.shape[-2:])).clamp(0, 1).to(device), g)
+                        for w, m, g in zip(weights, masks, per_style))
+        return _Targets(content_feats, {}, regions)
     total_w = sum(weights) or 1.0
-    grams: dict[str, torch.Tensor] = {}
-    for img, w, st_scale in zip(styles, weights, [st.scale for st in s.styles] or [1.0] * len(styles)):
-        img = resize_long_side(img, style_side(side, st_scale, img.shape[-2:], net.min_side))
-        tiled = tiling(net, s, img.shape[-2:])
-        if tiled:
-            these = tiled_grams_and_maps(net, img, gram_layers=s_layers, map_layers=(), tile=tiled[1],
-                                         geo=tiled[0], device=device, precision="fp32")[0]
-        else:
-            feats = net(img.to(device), s_layers)
-            these = {layer: gram(feats[layer]) for layer in s_layers}
-        for layer in s_layers:
-            g = these[layer] * (w / total_w)
-            grams[layer] = grams[layer] + g if layer in grams else g
-    return _Targets(content_feats, grams)
+    grams = {layer: sum(g[layer] * (w / total_w) for g, w in zip(per_style, weights)) for layer in per_style[0]}
+    return _Targets(content_feats, grams)  # type: ignore[arg-type]
+
+
+def _style_grams(net: FeatureNet, s: StyleSettings, img: torch.Tensor, side: int, source: torch.Tensor | None,
+                 device: torch.device) -> dict[str, torch.Tensor]:
+    """One style image's Grams at long side `side`, guided by its own mask (`source`) when given."""
+    layers = [x.layer for x in s.style_layers]
+    img = resize_long_side(img, side)
+    m = None if source is None else resize_to(source, tuple(img.shape[-2:])).clamp(0, 1).to(device)
+    tiled = tiling(net, s, img.shape[-2:])
+    if tiled:
+        return tiled_grams_and_maps(net, img, gram_layers=layers, map_layers=(), tile=tiled[1], geo=tiled[0],
+                                    device=device, precision="fp32", mask=m)[0]
+    feats = net(img.to(device), layers)
+    if m is None:
+        return {layer: gram(feats[layer]) for layer in layers}
+    return {layer: guided_gram(feats[layer], layer_mask(m, feats[layer].shape[-2:])) for layer in layers}
 
 
 class _Tracker:
@@ -368,8 +403,14 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
                  settings: StyleSettings, init_image: torch.Tensor | None = None, on_event: EventSink | None = None,
                  cancel: CancelToken | None = None, device: torch.device | None = None,
                  between_scales: Callable[[], None] | None = None,
-                 after_tiled_step: Callable[[], None] | None = None) -> torch.Tensor:
+                 after_tiled_step: Callable[[], None] | None = None,
+                 masks: Sequence[torch.Tensor | None] = (),
+                 source_masks: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
     """Paint `content` in the manner of `styles` (each (1, 3, H, W) RGB in [0, 1]).
+
+    `masks` (one per style, (1, 1, H, W) in [0, 1] of the content's aspect, or None) confine each
+    style to its region (guided Grams, Gatys et al. 2017); `source_masks` (one per style, of its
+    image's aspect) pick the part of each style image that defines its style.
 
     `between_scales` runs after each scale but the last, once that scale's tensors are freed (the
     server hands freed heap back there: a 2048 px scale needs other block sizes than the 1024 px
@@ -382,15 +423,7 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     (colour-preserved when asked) and emits it as the Result.
     """
     s = settings
-    if not styles:
-        raise InvalidArgumentError("styles", "no style image given", "at least one style image")
-    if s.styles and len(s.styles) != len(styles):
-        raise InvalidArgumentError("styles", f"{len(s.styles)} style settings for {len(styles)} images",
-                                   "one entry per style image")
-    check_layers(net.name, list(net.layer_map()), s)
-    if s.tile_size and geometry(net, s.layer_names) is None:
-        raise InvalidArgumentError("tile_size", f"{net.name}'s layers cannot be tiled exactly",
-                                   "0 (untiled) with this model, or a VGG model")
+    _check_inputs(net, s, styles, masks, source_masks)
     device = device or next(net.parameters()).device
     net = net.with_pooling(s.pooling)
     sink = on_event or (lambda _e: None)
@@ -403,7 +436,9 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     x = None
     with torch.inference_mode(False):
         for index, side in enumerate(sides):
-            x = _run_scale(net, s, content, styles, init_image, x, side, index, tracker, device, after_tiled_step)
+            targets = _targets(net, s, content, styles, side, device, masks, source_masks)
+            x = _run_scale(net, s, content, targets, init_image, x, side, index, tracker, device, after_tiled_step)
+            del targets
             if between_scales is not None and index + 1 < len(sides):
                 between_scales()
     assert tracker.best is not None
@@ -414,10 +449,25 @@ def render_style(net: FeatureNet, content: torch.Tensor, styles: Sequence[torch.
     return out.cpu()
 
 
-def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles: Sequence[torch.Tensor],
+def _check_inputs(net: FeatureNet, s: StyleSettings, styles: Sequence[torch.Tensor],
+                  masks: Sequence[torch.Tensor | None], source_masks: Sequence[torch.Tensor | None]) -> None:
+    if not styles:
+        raise InvalidArgumentError("styles", "no style image given", "at least one style image")
+    for field, given in (("masks", masks), ("source_masks", source_masks)):
+        if given and len(given) != len(styles):
+            raise InvalidArgumentError(field, f"{len(given)} for {len(styles)} style images", "one per style image")
+    if s.styles and len(s.styles) != len(styles):
+        raise InvalidArgumentError("styles", f"{len(s.styles)} style settings for {len(styles)} images",
+                                   "one entry per style image")
+    check_layers(net.name, list(net.layer_map()), s)
+    if s.tile_size and geometry(net, s.layer_names) is None:
+        raise InvalidArgumentError("tile_size", f"{net.name}'s layers cannot be tiled exactly",
+                                   "0 (untiled) with this model, or a VGG model")
+
+
+def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, targets: _Targets,
                init_image: torch.Tensor | None, prev: torch.Tensor | None, side: int, index: int,
                tracker: _Tracker, device: torch.device, after_tiled_step: Callable[[], None] | None) -> torch.Tensor:
-    targets = _targets(net, s, content, styles, side, device)
     c_shape = resize_long_side(content, side).shape[-2:]
     # Later scales start from the previous scale's best image, upsampled (coarse to fine).
     start = _init_image(s, content, init_image, side) if prev is None else resize_to(prev, tuple(c_shape))
@@ -430,7 +480,8 @@ def _run_scale(net: FeatureNet, s: StyleSettings, content: torch.Tensor, styles:
     tiled = tiling(net, s, x.shape[-2:])
     tracker.after_step = after_tiled_step if tiled else None
     objective: _Objective | TiledObjective = (
-        TiledObjective(net, s, targets.content, targets.grams, device, tracker.precision, geo=tiled[0], tile=tiled[1])
+        TiledObjective(net, s, targets.content, targets.grams, device, tracker.precision, geo=tiled[0], tile=tiled[1],
+                       regions=targets.regions)
         if tiled else _Objective(net, s, targets, device, tracker.precision))
     iterations = s.iterations_at(index, tracker.n_scales, x.shape[-2] * x.shape[-1])
     if s.optimizer == "lbfgs":

@@ -238,14 +238,18 @@ class RenderDreamResponse(_message.Message):
     def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., scores: _Optional[_Union[CheckpointScores, _Mapping]] = ..., result_chunk: _Optional[_Union[ResultChunk, _Mapping]] = ...) -> None: ...
 
 class StyleImage(_message.Message):
-    __slots__ = ("image", "weight", "scale")
+    __slots__ = ("image", "weight", "scale", "mask", "source_mask")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_MASK_FIELD_NUMBER: _ClassVar[int]
     image: Image
     weight: float
     scale: float
-    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., weight: _Optional[float] = ..., scale: _Optional[float] = ...) -> None: ...
+    mask: Image
+    source_mask: Image
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., weight: _Optional[float] = ..., scale: _Optional[float] = ..., mask: _Optional[_Union[Image, _Mapping]] = ..., source_mask: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
 class LayerWeight(_message.Message):
     __slots__ = ("layer", "weight")
@@ -256,12 +260,14 @@ class LayerWeight(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class PresetWeight(_message.Message):
-    __slots__ = ("index", "weight")
+    __slots__ = ("index", "weight", "mask")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
     index: int
     weight: float
-    def __init__(self, index: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+    mask: Image
+    def __init__(self, index: _Optional[int] = ..., weight: _Optional[float] = ..., mask: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
 class RenderStyleRequest(_message.Message):
     __slots__ = ("model", "content", "styles", "size", "scales", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "init", "init_image", "seed", "preserve_colors", "pooling", "preview", "result_format", "coarse_iterations", "lbfgs_history", "method", "strength", "presets", "feed_forward_scores", "precision", "tile_size", "large_iterations", "detach", "request_id")

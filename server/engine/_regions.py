@@ -16,6 +16,8 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from ._gram import full_precision
+
 __all__ = ["Region", "layer_mask", "guided_gram", "mask_mass", "blend_regions"]
 
 
@@ -53,7 +55,7 @@ def mask_mass(mask_l: torch.Tensor) -> torch.Tensor:
 
 def guided_gram(feat: torch.Tensor, mask_l: torch.Tensor) -> torch.Tensor:
     """(F m)(F m)^T / (C sum m^2) of a (1, C, h, w) feature map and its layer's mask (1, 1, h, w)."""
-    f = (feat * mask_l).flatten(2)[0].float()
+    f = full_precision((feat * mask_l).flatten(2)[0])
     return (f @ f.t()) / (feat.shape[1] * mask_mass(mask_l))
 
 

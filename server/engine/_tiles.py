@@ -221,6 +221,11 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def _reaches(term: _StyleTerm, t: Tile) -> bool:
+    """Whether a Gram term has any weight in a tile (a region's Gram skips the tiles outside it)."""
+    return term.mask is None or bool(t.of(term.mask, term.layer).any())
+
+
 class TiledObjective:
     """The style objective of one scale, evaluated tile by tile (see the module docstring).
 
@@ -270,6 +275,8 @@ class TiledObjective:
             surrogate = xg.new_zeros(())
             grads: dict[str, torch.Tensor] = {}  # per layer, (h*w, C): the regions' shares summed
             for term, coef in zip(terms_, style_coef):
+                if not _reaches(term, t):
+                    continue
                 g = rows(interior(feats[term.layer], t, term.layer).detach()) @ coef
                 _add(grads, term.layer, g if term.mask is None else g * rows(t.of(term.mask, term.layer)).pow(2))
             for name, g in grads.items():
@@ -299,9 +306,13 @@ class TiledObjective:
         with torch.no_grad():
             for t, feats in run(self.net, x, self.layers, self.tile, self.geo, self.device, precision):
                 for i, term in enumerate(terms):
+                    if not _reaches(term, t):
+                        continue
                     part = interior(feats[term.layer], t, term.layer)
                     _add(raw, str(i), _gram_sum(part if term.mask is None else part * t.of(term.mask, term.layer)))
                 for l in self.s.content_layers:
                     part = interior(feats[l.layer], t, l.layer)
                     _add(csums, l.layer, (part - t.of(self.content[l.layer], l.layer)).pow(2).sum())
-        return [raw[str(i)] / term.n - term.target for i, term in enumerate(terms)], csums
+        # A region no tile reaches (it vanished at this layer) has a zero Gram.
+        return [raw.get(str(i), torch.zeros_like(term.target)) / term.n - term.target
+                for i, term in enumerate(terms)], csums

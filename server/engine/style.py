@@ -7,110 +7,26 @@ jcjohnson/neural-style keeps it).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.models import FeatureNet
 from dreamrender.settings import StyleSettings, long_side_floor, style_side
 
+from ._gram import GuidedPart, full_precision, gram, gram_loss, guided_loss, guided_part
 from ._regions import Region, guided_gram, layer_mask, mask_mass
 from ._tiles import Geometry, TiledObjective, geometry, tiled_grams_and_maps, total_variation
 from ._lbfgs import minimize
 from .sizing import LBFGS_STORAGE, lbfgs_pairs, scale_cost, style_tile
-from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
+from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, check_finite, resolve_precision
 from .imaging import fit_long_side, preview_array, resize_long_side, resize_to, to_uint8
 from .events import Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
 __all__ = ["render_style", "gram", "gram_loss", "scale_sides", "first_scale_side", "check_layers", "preserve_colors",
            "style_work", "render_sides", "render_sizes", "check_content_side"]
-
-
-def gram(feat: torch.Tensor) -> torch.Tensor:
-    """Gram matrix divided by C*H*W (the normalisation of the anchor and of neural-style)."""
-    _, c, h, w = feat.shape
-    return _raw_gram(feat) / (c * h * w)
-
-
-def _full(x: torch.Tensor) -> torch.Tensor:
-    """Grams in at least float32: under bf16 autocast the features are bfloat16."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-def _rows(feat: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """Features as a 2-D matrix without a copy: (C, HW) for NCHW, (HW, C) for channels_last."""
-    _, c, h, w = feat.shape
-    if _nhwc(feat):
-        return _full(feat.permute(0, 2, 3, 1).reshape(h * w, c)), True
-    return _full(feat.reshape(c, h * w)), False
-
-
-def _nhwc(feat: torch.Tensor) -> bool:
-    return not feat.is_contiguous() and feat.is_contiguous(memory_format=torch.channels_last)
-
-
-def _onednn(feat: torch.Tensor) -> bool:
-    """Whether the Gram's two products go through oneDNN's 1x1-convolution kernels.
-
-    On the CPU, MKL's sgemm (what `@` calls) reaches about half the conv kernels' speed on these
-    tall-skinny shapes (on AMD it takes its AVX2 path); oneDNN's weight gradient of a 1x1 conv is
-    the same sum F F^T, and its forward is the backward's (G - A) F. Measured on 2 cores, the five
-    style layers of VGG16 at 512 px, Gram forward + backward: 80 ms through `@`, 41 ms through
-    oneDNN, float32 both, equal to rounding (tests/test_style_engine.py checks it).
-    """
-    return feat.device.type == "cpu" and feat.dtype == torch.float32 and _nhwc(feat)
-
-
-def _raw_gram(feat: torch.Tensor) -> torch.Tensor:
-    """F F^T of one (1, C, H, W) feature map, not normalised."""
-    c = feat.shape[1]
-    if _onednn(feat):
-        return torch.nn.grad.conv2d_weight(feat, (c, c, 1, 1), feat).view(c, c)
-    f, nhwc = _rows(feat)
-    return (f.t() @ f) if nhwc else (f @ f.t())
-
-
-class _GramLoss(torch.autograd.Function):
-    """sum((gram(F) - A)^2) with a hand-written backward: dF = 4/n (G - A) F.
-
-    Autograd through `F @ F.t()` does two matmuls backward (one per operand, though both are
-    F); the closed form needs one, which cuts the style loss's matmul work by a third.
-    """
-
-    @staticmethod
-    def forward(ctx, feat: torch.Tensor, target: torch.Tensor,  # type: ignore[override]
-                n: torch.Tensor | float | None) -> torch.Tensor:
-        _, c, h, w = feat.shape
-        n = c * h * w if n is None else n  # a guided Gram's normaliser is C times its mask's mass
-        diff = _raw_gram(feat) / n - target
-        ctx.save_for_backward(feat, diff)
-        ctx.n = n
-        return diff.pow(2).sum()
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        feat, diff = ctx.saved_tensors
-        k = grad_out * 4.0 / ctx.n
-        n, c, h, w = feat.shape
-        if _onednn(feat):
-            # (G - A) is symmetric up to rounding; symmetrise so the 1x1 conv is the exact gradient.
-            # The factor k rides on the small C x C weight instead of a pass over the large output.
-            sym = (diff + diff.t()).mul_(0.5 * k)
-            return F.conv2d(feat, sym.view(c, c, 1, 1)), None, None
-        f, nhwc = _rows(feat)
-        if nhwc:  # (HW, C) @ (C, C), back to NCHW shape with channels_last strides
-            return (f @ diff).mul_(k).reshape(n, h, w, c).permute(0, 3, 1, 2), None, None
-        return (diff @ f).mul_(k).reshape(feat.shape), None, None
-
-
-def gram_loss(feat: torch.Tensor, target: torch.Tensor, n: torch.Tensor | float | None = None) -> torch.Tensor:
-    """Sum of squared differences between gram(feat) and `target`; `n` replaces gram()'s C*H*W
-    normaliser (a guided Gram's: C times its mask's mass)."""
-    return _GramLoss.apply(feat, target, n)
 
 
 def scale_sides(size: int, scales: int, min_side: int = 64) -> list[int]:
@@ -194,23 +110,22 @@ class _Objective:
                  precision: str = "fp32") -> None:
         self.net, self.s, self.t, self.device, self.precision = net, s, targets, device, precision
         self.layers = s.layer_names
-        self._masks: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}  # a scale's sizes are fixed
+        self._parts: dict[str, list[GuidedPart]] = {}  # per style layer, with regions (a scale's sizes are fixed)
 
     def _style(self, layer: str, feat: torch.Tensor) -> torch.Tensor:
         """One layer's style loss: against the blended Grams, or the sum of the regions' guided losses."""
         if not self.t.regions:
             return gram_loss(feat, self.t.grams[layer])
-        total = feat.new_zeros(())
-        for i, r in enumerate(self.t.regions):
-            if r.mask is None:
-                total = total + r.weight * gram_loss(feat, r.grams[layer])
-                continue
-            if (i, layer) not in self._masks:
-                m = layer_mask(r.mask.to(feat.device), feat.shape[-2:])
-                self._masks[i, layer] = m, feat.shape[1] * mask_mass(m)
-            m, n = self._masks[i, layer]
-            total = total + r.weight * gram_loss(feat * m, r.grams[layer], n)
-        return total
+        if layer not in self._parts:
+            self._parts[layer] = [self._part(r, layer, feat) for r in self.t.regions]
+        return guided_loss(feat, self._parts[layer])
+
+    @staticmethod
+    def _part(r: Region, layer: str, feat: torch.Tensor) -> GuidedPart:
+        if r.mask is None:
+            return guided_part(r.weight, None, feat.shape[1] * feat.shape[2] * feat.shape[3], r.grams[layer])
+        m = layer_mask(r.mask.to(feat.device), feat.shape[-2:])
+        return guided_part(r.weight, m, feat.shape[1] * mask_mass(m), r.grams[layer])
 
     def __call__(self, x: torch.Tensor, precision: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its terms at `x`; `precision` overrides the objective's for this call."""
@@ -221,7 +136,7 @@ class _Objective:
         # Grams, their fp32 targets, the loss sums and the gradient reaching the fp32 image (and so
         # L-BFGS's history) are fp32; only the convolutions and their backward run in bf16. Grams
         # of bf16 features kept in bf16 would lose G - A, which shrinks to a few ulps as the loss falls.
-        feats = {k: _full(v) for k, v in feats.items()}
+        feats = {k: full_precision(v) for k, v in feats.items()}
         # Not F.mse_loss: its gradient comes back in NCHW order, and meeting the channels_last
         # gradient of the conv above costs the backward a layout conversion.
         content = sum(l.weight * (feats[l.layer] - self.t.content[l.layer]).pow(2).mean()
@@ -321,6 +236,7 @@ class _Tracker:
     def record(self, x: torch.Tensor, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
         """Called once per loss evaluation of the image `x` (before the optimiser moves it)."""
         loss = float(total.detach())
+        check_finite(loss, "loss", self.step + 1)
         if loss < self.best_loss or self.best is None:
             self.best_loss, self.best = loss, x.detach().clone()
         self.step += 1

@@ -139,3 +139,45 @@ def test_blend_regions():
     assert torch.allclose(both, torch.full_like(photo, 0.75))  # overlaps mix by weight
     zero = blend_regions(photo, [a, b], [left, left], [0.0, 0.0])
     assert torch.allclose(zero[..., :2], torch.full((1, 3, 4, 2), 0.5))  # zero weights mix by mask, not to black
+
+
+def test_masks_through_scales_bf16_and_colour_preservation(net, content, starry):
+    """Masks follow every scale (resized to each), bf16 autocast and colour preservation: the
+    unmasked right side stays near the photo while the masked left is painted."""
+    left, _ = _soft_halves(*content.shape[-2:])
+    s = settings(size=content.shape[-1], scales=2, iterations=10, precision="bf16", preserve_colors=True,
+                 style_weight=1.0, styles=(StyleImageSettings(),))
+    events = []
+    render_style(net, content, [starry], settings=s, masks=[left], on_event=events.append)
+    out = next(e for e in events if isinstance(e, Result))
+    assert out.stats.precision == "bf16"
+    img = torch.from_numpy(out.image).permute(2, 0, 1)[None].float() / 255
+    photo = torch.nn.functional.interpolate(content, size=img.shape[-2:], mode="bilinear", antialias=True)
+    diff = (img - photo).abs().mean(1)[0]
+    w = diff.shape[-1]
+    assert diff[:, : w // 4].mean() > 2 * diff[:, -(w // 4):].mean()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_guided_loss_matches_autograd_of_the_definition(channels_last):
+    """The fused loss over gathered rows: value and gradient equal autograd through (F m)(F m)^T."""
+    from dreamrender.server.engine._gram import guided_loss, guided_part
+
+    torch.manual_seed(0)
+    feat = torch.randn(1, 6, 9, 7, dtype=torch.float64)
+    if channels_last:
+        feat = feat.contiguous(memory_format=torch.channels_last)
+    soft = torch.rand(1, 1, 9, 7, dtype=torch.float64) * (torch.rand(1, 1, 9, 7) > 0.4)
+    targets = [gram(torch.randn(1, 6, 5, 5, dtype=torch.float64)) for _ in range(3)]
+    parts = [guided_part(1.0, soft, 6 * soft.pow(2).sum(), targets[0]),
+             guided_part(0.5, 1 - soft, 6 * (1 - soft).pow(2).sum(), targets[1]),
+             guided_part(2.0, None, 6 * 9 * 7, targets[2])]
+    a = feat.clone().requires_grad_(True)
+    got = guided_loss(a, parts)
+    got.backward()
+    b = feat.clone().requires_grad_(True)
+    ref = sum(w * (guided_gram(b, m) - t).pow(2).sum()
+              for w, m, t in ((1.0, soft, targets[0]), (0.5, 1 - soft, targets[1]), (2.0, torch.ones_like(soft),
+                                                                                      targets[2])))
+    ref.backward()
+    assert torch.allclose(got, ref) and torch.allclose(a.grad, b.grad)

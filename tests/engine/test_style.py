@@ -183,7 +183,7 @@ def test_gram_loss_channels_last_matches():
 
 def test_gram_loss_onednn_path_matches_matmul():
     """float32 channels_last features on the CPU take the 1x1-conv kernels: same values and gradient."""
-    from dreamrender.server.engine.style import _onednn, gram_loss
+    from dreamrender.server.engine._gram import _onednn, gram_loss
 
     f = torch.rand(1, 16, 9, 7)
     target = gram(torch.rand(1, 16, 9, 7))
@@ -205,3 +205,13 @@ def test_inputs_are_left_untouched(net, content, starry, optimizer):
     before = c.clone()
     render_style(net, c, [starry], settings=settings(size=64, iterations=3, optimizer=optimizer, init="content"))
     assert torch.equal(c, before) and not c.requires_grad
+
+
+def test_a_loss_that_stops_being_finite_fails_the_render(net, content, starry):
+    """Weights past float32's range (the server's bounds refuse them; the engine guards anyway):
+    the render fails naming the step, rather than returning a black picture."""
+    from dreamrender.server.engine import NonFiniteError
+
+    s = settings(style_weight=1e12, style_layers=(StyleLayer("relu1_1", 1e30),))
+    with pytest.raises(NonFiniteError, match="became inf at step 1"):
+        render_style(net, content, [starry], settings=s)

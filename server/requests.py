@@ -24,7 +24,7 @@ from dreamrender.settings import (GAN_SIZES, DreamSettings, DreamTerm, GanSettin
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from .codec import decode_image, probe_image
-from ._checks import check_strings
+from ._checks import MAX_REPEATED, check_strings
 from ._masks import probe_style_masks, read_mask, read_style_masks, refuse_style_masks
 from .datasets import DataLimits, TrainingData, load_mnist, read_archive, read_images
 from .engine.dream import GUIDE_SIDE, check_lap_levels, check_terms, check_tile_size, dream_noise, dream_work
@@ -35,7 +35,7 @@ from .engine.style import check_content_side, check_layers, render_sizes, style_
 __all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "TrainJob", "SampleJob", "RequestReader", "MAX_CANDIDATES", "result_format", "check_strings",
            "dream_settings", "style_settings", "evaluate_settings"]
 
-MAX_CANDIDATES = 32
+MAX_CANDIDATES = MAX_REPEATED["candidates"]
 
 
 @dataclass(frozen=True)

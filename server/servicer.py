@@ -31,9 +31,9 @@ from .engine.events import Accepted, AnimationFrame, Checkpoint, Event, Progress
 from .engine.imaging import to_uint8
 from .engine.runtime import RenderCancelled, ServerShuttingDown
 from .evaluator import Evaluator, style_terms
-from .jobs import QUEUED, JobRecord, JobStore
+from .jobs import INTERRUPTED, QUEUED, JobRecord, JobStore
 from .jobs.journal import Journal
-from .jobs.service import JobBook, check_request_id
+from .jobs.service import JobBook, check_request_id, request_fingerprint, retry_target
 from .memory import release_memory, trim_heap
 from .requests import DreamJob, RequestReader, SampleJob, StyleJob, TrainJob
 from .responses import to_responses
@@ -187,9 +187,9 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
                 continue  # another replica took it first
             journal = Journal(self.store, rec.id, threading.Event())
             if not rec.detached:
-                # ABORTED, not UNAVAILABLE: retrying the same request_id cannot bring it back.
-                journal.ended("ABORTED", "the server stopped while the job ran, and its call was not detached; "
-                                         "start it again (with a new request_id)")
+                if rec.state != INTERRUPTED:  # INTERRUPTED, the proto's state for this; its checkpoint stays
+                    journal.interrupted("the server stopped while the job ran, and its call was not detached; "
+                                        "send the request again (the same request_id starts it afresh)")
                 continue
             try:
                 full = await asyncio.to_thread(self.store.get, rec.id)  # with its request and best image
@@ -242,16 +242,18 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         metadata = context.invocation_metadata() or ()
         request_id = next((str(v) for k, v in metadata if k == REQUEST_ID_KEY), "")
         owner, key = self._owner(metadata, peer), check_request_id(request.request_id)
+        fingerprint = request_fingerprint(request) if key else ""
         if key:
             existing = await asyncio.to_thread(self.store.find, owner, key)
-            if existing is not None:  # a retry: follow the job the first call started
+            if existing is not None and retry_target(existing, work.rpc, fingerprint):
                 log.info("job %s %s re-attached by request_id (peer %s)", existing.id, work.rpc, peer,
                          extra={"job_id": existing.id, "rpc": work.rpc, "peer": peer})
                 async for r in self.book.watch(existing.id, owner, work.response_type):
                     yield r
                 return
         record = JobRecord("", work.rpc, owner=owner, request=request.SerializeToString() if request.detach else b"",
-                           request_id=key, detached=request.detach, server_id=self.server_id)
+                           request_id=key, request_hash=fingerprint, detached=request.detach,
+                           server_id=self.server_id)
         job = await self._submit(work, record, owner)
         log.info("job %s %s accepted at queue position %d (peer %s%s%s)", job.id, work.rpc, job.position, peer,
                  f", {REQUEST_ID_KEY} {request_id}" if request_id else "", ", detached" if request.detach else "",

@@ -299,6 +299,9 @@ def _check_scalar(f: dataclasses.Field, value: Any, path: str) -> None:
         raise InvalidArgumentError(path, f"{value} is out of range", rng)
 
 
+ITEM_WEIGHTS = (1e-6, 1e6)  # the range of a term's, layer's, style's or preset's weight (or 0)
+
+
 def validate(obj: Any, prefix: str = "") -> None:
     """Check every ranged/choice field of a settings object (recursing into nested settings)."""
     for f in dataclasses.fields(obj):
@@ -316,8 +319,10 @@ def validate(obj: Any, prefix: str = "") -> None:
 def _validate_item(item: Any, prefix: str) -> None:
     for f in dataclasses.fields(item):
         value = getattr(item, f.name)
-        if f.name == "weight" and not (value >= 0 and value == value and value != float("inf")):
-            raise InvalidArgumentError(f"{prefix}weight", f"{value} is not allowed", ">= 0 and finite")
+        if f.name == "weight" and not (value == 0 or ITEM_WEIGHTS[0] <= value <= ITEM_WEIGHTS[1]):
+            # Beyond these, float32 arithmetic loses them: 1e308 overflows to inf, 1e-50 to 0 (#28 D8-D10).
+            raise InvalidArgumentError(f"{prefix}weight", f"{value} is out of range",
+                                       f"0, or {ITEM_WEIGHTS[0]:g} to {ITEM_WEIGHTS[1]:g}")
         if f.name == "scale" and not (0 < value <= 8):
             raise InvalidArgumentError(f"{prefix}scale", f"{value} is out of range", "> 0 and <= 8")
         if f.name == "channels" and any(c < 0 for c in value):

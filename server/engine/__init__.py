@@ -13,10 +13,10 @@ from .dream import render_dream
 from .feedforward import FeedForwardNets, render_feed_forward
 from .events import (Accepted, AnimationFrame, Checkpoint, Event, EventSink, Frame, Progress, Queued, RenderStats, Result,
                      Scores)
-from .runtime import RenderCancelled, ServerShuttingDown, native_bf16, resolve_device, resolve_precision
+from .runtime import NonFiniteError, RenderCancelled, ServerShuttingDown, native_bf16, resolve_device, resolve_precision
 from .style import render_style
 
-__all__ = ["render_dream", "render_style", "render_feed_forward", "FeedForwardNets", "RenderCancelled", "ServerShuttingDown", "resolve_device",
+__all__ = ["render_dream", "render_style", "render_feed_forward", "FeedForwardNets", "RenderCancelled", "NonFiniteError", "ServerShuttingDown", "resolve_device",
            "native_bf16", "resolve_precision",
            "Accepted", "Queued", "Progress", "Frame", "Checkpoint", "AnimationFrame", "Scores", "Result", "RenderStats", "Event",
            "EventSink"]

@@ -16,7 +16,7 @@ from dreamrender.models import FeatureNet, LayerSpec
 from dreamrender.settings import DreamSettings, DreamTerm
 
 from ._dream_objective import guide_features, guided_score, lap_normalize, max_lap_levels, strongest_channels, zoom_warp
-from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, resolve_precision
+from .runtime import CancelToken, WorkClock, autocast_for, check_cancel, check_finite, resolve_precision
 from .imaging import fit_long_side, preview_array, resize_to, to_uint8
 from .events import AnimationFrame, Checkpoint, EventSink, Frame, Progress, RenderStats, Result
 
@@ -247,6 +247,7 @@ class _Dreamer:
                 grad[:, :, y0:y1, x0:x1] = g
                 total += float(score.detach()) * (y1 - y0) * (x1 - x0)
         self.last_score = total / (h * w)
+        check_finite(self.last_score, "dream score", self.step + 1)
         return grad
 
 

@@ -139,10 +139,10 @@ def stylize_presets(nets: FeedForwardNets, content: torch.Tensor, presets: Seque
                     strength: float) -> torch.Tensor:
     """Paint `content` with the 26-style network's presets blended by normalised weight; `strength`
     < 1 blends the painting with the photo (the network has no style vector to move)."""
-    weights = np.zeros(nets.presets, np.float32)
+    weights = np.zeros(nets.presets, np.float64)  # normalised in float64: tiny or huge weights survive it
     for index, w in presets:
         weights[index] += w
-    weights /= weights.sum()
+    weights = (weights / weights.sum()).astype(np.float32)
     names = [i.name for i in nets.multistyle.get_inputs()]
     out = _padded_run(lambda x: nets.multistyle.run(None, {names[0]: x, names[1]: weights})[0], content)
     return out if strength >= 1 else (strength * out + (1 - strength) * content.float()).clamp(0, 1)

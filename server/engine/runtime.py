@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from typing import Protocol
 
 import torch
 
-__all__ = ["RenderCancelled", "ServerShuttingDown", "CancelToken", "check_cancel", "WorkClock", "resolve_device", "autocast_for",
+__all__ = ["RenderCancelled", "ServerShuttingDown", "CancelToken", "check_cancel", "NonFiniteError", "check_finite", "WorkClock", "resolve_device", "autocast_for",
            "native_bf16", "resolve_precision"]
 
 log = logging.getLogger("dreamrender.engine")
@@ -29,6 +30,17 @@ class CancelToken(Protocol):
 def check_cancel(cancel: CancelToken | None) -> None:
     if cancel is not None and cancel.is_set():
         raise RenderCancelled("render cancelled")
+
+
+class NonFiniteError(ValueError):
+    """A render's loss or score stopped being a finite number (INVALID_ARGUMENT: weights far out of
+    scale make it so). The render fails rather than return a black or grey picture as OK."""
+
+
+def check_finite(value: float, what: str, step: int) -> None:
+    if not math.isfinite(value):
+        raise NonFiniteError(f"the {what} became {value} at step {step}: the weights are out of scale for "
+                             "float32 (lower style_weight, content_weight, the layers' or terms' weights)")
 
 
 class WorkClock:

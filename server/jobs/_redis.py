@@ -13,7 +13,7 @@ import hashlib
 import time
 
 from .store import (BLOB_FIELDS, FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RECORD_OVERHEAD, RUNNING, JobRecord,
-                    StoreFullError)
+                    JobTooLargeError, StoreFullError)
 
 _P = "dreamrender:"
 _TYPES = {f.name: f.type for f in dataclasses.fields(JobRecord)}
@@ -80,6 +80,8 @@ class RedisStore:
 
     def create(self, record: JobRecord, *, capped: bool) -> None:
         if capped and self.max_bytes:
+            if record.size > self.max_bytes:
+                raise JobTooLargeError(record.size, self.max_bytes)
             used = sum(int(v) for v in self._r.hvals(_P + "sizes"))
             if used + record.size > self.max_bytes:
                 raise StoreFullError(used, self.max_bytes)

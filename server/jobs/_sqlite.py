@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .store import (BLOB_FIELDS, FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RECORD_OVERHEAD, RUNNING, JobRecord,
-                    StoreFullError)
+                    JobTooLargeError, StoreFullError)
 
 _FIELDS = [f.name for f in dataclasses.fields(JobRecord)]
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS jobs (" + ", ".join(
@@ -35,6 +35,10 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            for name in _FIELDS:  # a store made by an earlier version lacks the newer fields
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT DEFAULT ''")
             self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, request_id)")
             self._db.execute("CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created)")
             self._db.execute("CREATE TABLE IF NOT EXISTS servers (id TEXT PRIMARY KEY, until REAL)")
@@ -50,6 +54,8 @@ class SqliteStore:
         with self._lock:
             if capped and self.max_bytes:
                 used = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM jobs").fetchone()[0]
+                if record.size > self.max_bytes:
+                    raise JobTooLargeError(record.size, self.max_bytes)
                 if used + record.size > self.max_bytes:
                     raise StoreFullError(used, self.max_bytes)
             values = [getattr(record, name) for name in _FIELDS] + [record.size]

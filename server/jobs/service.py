@@ -7,6 +7,9 @@ process, in another replica sharing a Redis store, or that was resumed after a r
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 import re
 from typing import Any, AsyncIterator, Callable
 
@@ -17,7 +20,8 @@ from ..responses import result_responses
 from .store import (CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, STATES, SUCCEEDED, JobEndedError, JobNotFoundError,
                     JobRecord, JobStore)
 
-__all__ = ["JobBook", "check_job_id", "check_request_id", "POLL_SECONDS", "DEFAULT_PAGE", "MAX_PAGE"]
+__all__ = ["JobBook", "check_job_id", "check_request_id", "request_fingerprint", "retry_target", "page_offset",
+           "page_token_for", "POLL_SECONDS", "DEFAULT_PAGE", "MAX_PAGE"]
 
 JOB_ID = re.compile(r"[0-9a-f]{16}")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -40,6 +44,54 @@ def check_request_id(request_id: str) -> str:
         raise InvalidArgumentError("request_id", f"{quoted(request_id)} is not a usable idempotency key",
                                    "1 to 64 of A-Z a-z 0-9 . _ : -")
     return request_id
+
+
+# Page tokens are opaque (AIP-158): base64url of "jobs:<offset>", checked whole on the way back, so
+# that no digit string, huge number or non-ASCII digit reaches int() or the store.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_TOKEN_BODY = re.compile(rb"jobs:(0|[1-9][0-9]{0,11})")
+
+
+def page_token_for(offset: int) -> str:
+    """The next_page_token that resumes a listing at `offset`."""
+    return base64.urlsafe_b64encode(f"jobs:{offset}".encode()).decode().rstrip("=")
+
+
+def page_offset(token: str) -> int:
+    """The offset a page token stands for (0 for none); InvalidArgumentError naming page_token otherwise."""
+    if not token:
+        return 0
+    body = None
+    if _TOKEN.fullmatch(token):
+        try:
+            body = _TOKEN_BODY.fullmatch(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        except (binascii.Error, ValueError):
+            body = None
+    if body is None:
+        raise InvalidArgumentError("page_token", f"{quoted(token[:40])}{'...' if len(token) > 40 else ''} is not a "
+                                   "token this server gave", "empty, or a next_page_token from ListJobs")
+    return int(body.group(1))
+
+
+def request_fingerprint(request: Any) -> str:
+    """What a retry's request must match: the request without `detach` and `request_id` (a retry
+    may re-attach without detaching), deterministically serialised and hashed."""
+    plain = type(request)()
+    plain.CopyFrom(request)
+    plain.detach, plain.request_id = False, ""
+    return hashlib.sha256(plain.SerializeToString(deterministic=True)).hexdigest()[:32]
+
+
+def retry_target(existing: JobRecord, kind: str, fingerprint: str) -> bool:
+    """Whether a call with a used request_id follows the job it names (True) or starts afresh:
+    a cancelled job, or an attached one a server stop interrupted, can never finish, so a retry
+    runs again. InvalidArgumentError naming request_id when the key was used for another request
+    (the same key must mean the same request, AIP-155)."""
+    if existing.kind != kind or (existing.request_hash and existing.request_hash != fingerprint):
+        what = existing.kind if existing.kind != kind else "request with other settings or images"
+        raise InvalidArgumentError("request_id", f"{quoted(existing.request_id)} was used for a different "
+                                   f"{what} (job {existing.id})", "a new request_id for a different request")
+    return not (existing.state == CANCELLED or (existing.state == INTERRUPTED and not existing.detached))
 
 
 def to_job(rec: JobRecord, *, full: bool = True) -> pb.Job:
@@ -101,16 +153,13 @@ class JobBook:
     async def list(self, owner: str, state: int, page_size: int, page_token: str) -> pb.ListJobsResponse:
         if page_size > MAX_PAGE:
             raise InvalidArgumentError("page_size", f"{page_size} is too many", f"1 to {MAX_PAGE} (0: {DEFAULT_PAGE})")
-        if page_token and not page_token.isdigit():
-            raise InvalidArgumentError("page_token", f"{quoted(page_token)} is not a token this server gave",
-                                       "empty, or a next_page_token from ListJobs")
         if state and state not in _PB_STATE:
             raise InvalidArgumentError("state", f"unknown state {state}", [pb.JobState.Name(v) for v in _PB_STATE])
-        size, offset = page_size or DEFAULT_PAGE, int(page_token or 0)
+        size, offset = page_size or DEFAULT_PAGE, page_offset(page_token)
         recs = await self._io(self.store.list, owner if self.private else None, _PB_STATE.get(state), offset, size + 1)
         more = len(recs) > size
         return pb.ListJobsResponse(jobs=[to_job(r, full=False) for r in recs[:size]],
-                                   next_page_token=str(offset + size) if more else "")
+                                   next_page_token=page_token_for(offset + size) if more else "")
 
     async def watch(self, job_id: str, owner: str, response_type: type) -> AsyncIterator[Any]:
         """The job's events as `response_type` messages: accepted, its current progress and

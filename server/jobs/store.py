@@ -12,7 +12,7 @@ import dataclasses
 import time
 from typing import Protocol, Sequence
 
-__all__ = ["JobRecord", "JobStore", "StoreFullError", "JobNotFoundError", "JobEndedError", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED",
+__all__ = ["JobRecord", "JobStore", "StoreFullError", "JobTooLargeError", "JobNotFoundError", "JobEndedError", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED",
            "CANCELLED", "INTERRUPTED", "STATES", "FINAL_STATES", "LIST_FIELDS",
            "BLOB_FIELDS", "RECORD_OVERHEAD"]
 
@@ -32,6 +32,7 @@ class JobRecord:
     state: str = QUEUED
     request: bytes = b""  # the serialized render request
     request_id: str = ""
+    request_hash: str = ""  # what a retry with the same request_id must match (the request, without detach)
     detached: bool = False
     server_id: str = ""
     created: float = dataclasses.field(default_factory=time.time)
@@ -64,6 +65,16 @@ class StoreFullError(RuntimeError):
         self.used, self.cap = used, cap
         super().__init__(f"the job store is full ({used / 2**20:.1f} MiB of its {cap / 2**20:.0f} MiB cap); "
                          f"finished jobs expire after the server's --job-ttl")
+
+
+class JobTooLargeError(StoreFullError):
+    """One detached job alone is over the store's cap: no wait would make room for it."""
+
+    def __init__(self, size: int, cap: int) -> None:
+        self.used, self.cap = size, cap
+        RuntimeError.__init__(self, f"the job alone ({size / 2**20:.1f} MiB with its images) is over the job "
+                                    f"store's {cap / 2**20:.0f} MiB cap (--job-store-max-mb); send smaller images, "
+                                    "or do not detach it")
 
 
 class JobNotFoundError(LookupError):

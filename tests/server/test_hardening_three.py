@@ -1,0 +1,174 @@
+"""Hardening, round three (#28), through a real server: page tokens, request ids, the store's cap
+message, weights out of float32's scale, unbounded repeated fields, and an attached job after a kill."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+
+from dreamrender.client import DreamClient, DreamError, dream_request, style_request
+from dreamrender.v1 import dreamrender_pb2 as pb
+from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
+
+from ..conftest import DATA, Dreamd, start_server
+
+CONTENT, STYLE = (DATA / "chelsea_small.png").read_bytes(), (DATA / "starry_small.png").read_bytes()
+QUICK = dict(size=64, scales=1, iterations=3, timeout=60)
+
+
+def _refused(call, field: str, code=grpc.StatusCode.INVALID_ARGUMENT, words: str = "") -> DreamError:
+    with pytest.raises(DreamError) as err:
+        call()
+    assert err.value.code == code, err.value
+    assert field in [v[0] for v in err.value.violations], err.value
+    assert words in err.value.details, err.value
+    return err.value
+
+
+def test_page_tokens_are_opaque_and_checked(server):
+    with DreamClient(server.target) as c:
+        for _ in range(3):
+            c.style(CONTENT, [STYLE], **QUICK)
+        seen, token = [], ""
+        while True:
+            page = c.list_jobs(page_size=1, page_token=token)
+            seen += [j.job_id for j in page.jobs]
+            token = page.next_page_token
+            if not token:
+                break
+            assert not token.isdigit()  # opaque, not an offset
+        assert len(seen) == len(set(seen)) >= 3
+        for bad in ("99999999999999999999", str(2**63), "9" * 5000, "²", "٣", "3", "am9iczotMQ", "x" * 33):
+            t = time.monotonic()
+            _refused(lambda: c.list_jobs(page_token=bad), "page_token", words="not a token this server gave")
+            assert time.monotonic() - t < 1.0
+
+
+def test_a_request_id_names_one_request(server):
+    with DreamClient(server.target) as c:
+        c.dream(CONTENT, octaves=1, steps=2, size=64, request_id="d7-key", timeout=60)
+        again = c.dream(CONTENT, octaves=1, steps=2, size=64, request_id="d7-key", timeout=60)  # a retry: same job
+        assert again.startswith(b"\x89PNG")
+        _refused(lambda: c.dream(CONTENT, octaves=1, steps=7, size=64, request_id="d7-key", timeout=60),
+                 "request_id", words="was used for a different request")
+        _refused(lambda: c.style(CONTENT, [STYLE], request_id="d7-key", **QUICK), "request_id",
+                 words="different RenderDream")
+
+
+def test_a_retry_after_a_cancel_runs_again(server):
+    with DreamClient(server.target) as c:
+        events = c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=400, request_id="d14-key",
+                                detach=True, timeout=120)
+        job_id = next(e.job_id for e in events if isinstance(e, pb.Accepted))
+        next(e for e in events if isinstance(e, pb.Progress))
+        assert c.cancel_job(job_id).state == pb.JOB_STATE_CANCELLED
+        retry = list(c.render_style(CONTENT, [STYLE], size=96, scales=1, iterations=400, request_id="d14-key",
+                                    detach=True, timeout=120))
+        assert isinstance(retry[-1], pb.Result) and retry[0].job_id != job_id
+
+
+def test_one_job_over_the_store_cap_is_told_so(models_dir, tmp_path):
+    srv = start_server(models_dir, job_store_max_mb=1, data_dir=str(tmp_path))
+    try:
+        with DreamClient(srv.target) as c:
+            big = b"\x89PNG" + bytes(2_300_000)  # refused by the store before anything decodes it
+            req = style_request(CONTENT, [STYLE], detach=True, size=64)
+            req.styles.add(image=pb.Image(data=big))
+            with grpc.insecure_channel(srv.target) as ch:
+                with pytest.raises(grpc.RpcError) as err:
+                    list(pb_grpc.DreamRenderServiceStub(ch).RenderStyle(req, timeout=60))
+            assert err.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT)
+            if err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                assert "the job alone" in err.value.details() and "0.0 MiB" not in err.value.details()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(terms=[("relu4_3", (), 1e308)]), "terms[0].weight"),
+    (dict(terms=[("relu4_3", (), 1e-50)]), "terms[0].weight"),
+])
+def test_dream_weights_out_of_scale_are_refused(server, kwargs, field):
+    with DreamClient(server.target) as c:
+        _refused(lambda: c.dream(CONTENT, octaves=1, steps=2, size=64, model="tiny", timeout=60, **kwargs), field)
+
+
+def test_style_and_preset_weights_out_of_scale_are_refused(server):
+    with DreamClient(server.target) as c:
+        for w in (1e308, 1e39, 1e-50, 5e-324):
+            _refused(lambda: c.style(CONTENT, [], presets=[(3, w)], size=64, timeout=60), "presets[0].weight")
+        _refused(lambda: c.style(CONTENT, [STYLE, STYLE], style_weights=[1e308, 1e308], method="feed_forward",
+                                 size=64, timeout=60), "styles[0].weight")
+        req = style_request(CONTENT, [STYLE], size=64, scales=1, iterations=3)
+        req.style_layers.add(layer="relu1_1", weight=1e308)
+        with grpc.insecure_channel(server.target) as ch:
+            with pytest.raises(grpc.RpcError) as err:
+                list(pb_grpc.DreamRenderServiceStub(ch).RenderStyle(req, timeout=60))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "style_layers[0].weight" in err.value.details()
+
+
+def _raw(target: str, method: str, req) -> grpc.RpcError:
+    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 200 * 2**20)]) as ch:
+        stub = pb_grpc.DreamRenderServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as err:
+            result = getattr(stub, method)(req, timeout=60)
+            list(result) if method.startswith("Render") else result
+    return err.value
+
+
+@pytest.mark.parametrize("build, field", [
+    (lambda: dream_request(CONTENT, terms=[("relu4_3", (), 1.0)] * 1_000_000), "terms"),
+    (lambda: dream_request(CONTENT, terms=[("relu4_3", list(range(5_000_000)), 1.0)]), "terms[0].channels"),
+    (lambda: style_request(CONTENT, [STYLE], content_layers=["relu4_2"] * 1_000_000), "content_layers"),
+    (lambda: style_request(CONTENT, [], presets=[3] * 200_000), "presets"),
+    (lambda: style_request(CONTENT, [STYLE], style_layers=["relu1_1"] * 2), "style_layers[1].layer"),
+    (lambda: style_request(CONTENT, [STYLE] * 1000), "styles"),
+])
+def test_repeated_fields_are_bounded_and_refused_quickly(server, build, field):
+    req = build()
+    t = time.monotonic()
+    err = _raw(server.target, "RenderDream" if isinstance(req, pb.RenderDreamRequest) else "RenderStyle", req)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and field in err.details(), err.details()
+    assert time.monotonic() - t < 2.0  # parsed, then refused before any item is walked
+
+
+def test_an_attached_job_killed_with_its_server_is_interrupted(tmp_path):
+    d = Dreamd(tmp_path, "--job-heartbeat", "0.5")
+    outcome: dict = {}
+
+    def attached() -> None:
+        try:
+            with DreamClient(d.target) as c:
+                for ev in c.render_style(STYLE_PATH, [STYLE_PATH], size=96, scales=1, iterations=400, timeout=120):
+                    if isinstance(ev, pb.Accepted):
+                        outcome["id"] = ev.job_id
+                    elif isinstance(ev, pb.Progress) and ev.step > 20:
+                        outcome["running"] = True
+        except DreamError:
+            pass
+
+    t = threading.Thread(target=attached, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 60
+    while "running" not in outcome and time.monotonic() < deadline:
+        time.sleep(0.1)
+    d.stop(signal.SIGKILL)
+    d2 = Dreamd(tmp_path, "--job-heartbeat", "0.5", data_dir=d.data_dir)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with DreamClient(d2.target) as c:
+                job = c.get_job(outcome["id"])
+            if job.state != pb.JOB_STATE_RUNNING:
+                break
+            time.sleep(0.3)
+        assert job.state == pb.JOB_STATE_INTERRUPTED and not job.detached
+        assert job.HasField("checkpoint")  # its best image so far is kept
+    finally:
+        d2.stop()
+
+
+STYLE_PATH = str(DATA / "starry_small.png")

@@ -16,7 +16,7 @@ from dreamrender.errors import InvalidArgumentError, NotFoundError, ResourceLimi
 from dreamrender.models import WeightsError
 
 from .engine.runtime import RenderCancelled, ServerShuttingDown
-from .jobs import JobEndedError, JobNotFoundError, StoreFullError
+from .jobs import JobEndedError, JobNotFoundError, StoreFullError, StoreUnavailableError
 from .scheduler import QueueFullError
 
 __all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome", "quiet_lost_client_errors"]
@@ -76,6 +76,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
         return grpc.StatusCode.NOT_FOUND, str(exc), []
     if isinstance(exc, StoreFullError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), []
+    if isinstance(exc, StoreUnavailableError):
+        return grpc.StatusCode.UNAVAILABLE, str(exc), []
     if isinstance(exc, JobEndedError):
         return getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN), str(exc), []
     if isinstance(exc, WeightsError):

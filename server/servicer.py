@@ -31,9 +31,9 @@ from .engine.events import Accepted, AnimationFrame, Checkpoint, Event, Progress
 from .engine.imaging import to_uint8
 from .engine.runtime import RenderCancelled, ServerShuttingDown
 from .evaluator import Evaluator, style_terms
-from .jobs import INTERRUPTED, QUEUED, JobRecord, JobStore
+from .jobs import INTERRUPTED, QUEUED, JobRecord, JobStore, StoreOutOfSpaceError, StoreUnavailableError
 from .jobs.journal import Journal
-from .jobs.service import JobBook, check_request_id, request_fingerprint, retry_target
+from .jobs.service import JobBook, check_request_id, request_fingerprint, retry_target, upkeep_round
 from .memory import release_memory, trim_heap
 from .requests import DreamJob, RequestReader, SampleJob, StyleJob, TrainJob
 from .responses import to_responses
@@ -147,6 +147,7 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         self.store = store
         self.book = JobBook(store, private=callers_by_token)
         self._live: dict[str, Job] = {}  # jobs of this process not yet finished, by id
+        self.unsaved: set[Journal] = set()  # jobs whose last record waits for the store to be back
         self.metrics = metrics
         self.callers_by_token = callers_by_token
         self.cache = cache
@@ -166,14 +167,10 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     async def keep_jobs(self, every: float = 10.0) -> None:
         """Upkeep of the job store, every `every` s: say this replica is alive, drop expired
         records, and take over unfinished jobs whose server is gone (see resume_jobs)."""
+        down = 0  # heartbeats in a row the store refused: the wait backs off, and it is said once
         while True:
-            try:
-                await asyncio.to_thread(self.store.beat, self.server_id, 3 * every)
-                await asyncio.to_thread(self.store.expire)
-                await self.resume_jobs()
-            except Exception:
-                log.exception("job store upkeep failed")
-            await asyncio.sleep(every)
+            down = await upkeep_round(self.store, self.server_id, every, self.resume_jobs, self.unsaved, down)
+            await asyncio.sleep(min(every * 2 ** min(down, 5), max(every, 30.0)))
 
     async def resume_jobs(self) -> int:
         """Run again the detached jobs left queued, running or interrupted by a server that is gone
@@ -288,14 +285,19 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         job = Job(lambda emit, cancel: self._run(job, work, journal, emit, cancel), lambda q: work.convert(q)[0],
                   work.rpc, pixels=work.pixels, caller=caller, job_id=record.id, lane=work.lane, memory=work.memory)
         journal = Journal(self.store, job.id, job.cancel, encode_png=_png if work.rpc == "RenderStyle" else None,
-                          deferred=work.lane == SHORT)
+                          deferred=work.lane == SHORT, record=record, on_unsaved=self.unsaved.add)
         if record.id:  # resumed: the record exists
             # (resume_jobs' claim made this server the job's server)
             await asyncio.to_thread(self.store.update, job.id, state=QUEUED, resumed=record.resumed + 1,
                                     cancel_requested=False, error_code="", error_message="")
         else:
             record.id = job.id
-            await asyncio.to_thread(self.store.create, record, capped=record.detached)
+            try:
+                await asyncio.to_thread(self.store.create, record, capped=record.detached)
+            except (StoreUnavailableError, StoreOutOfSpaceError) as exc:
+                if record.detached:  # a detached job is its record: refused without it
+                    raise
+                log.warning("job %s runs without its record for now: %s", job.id, exc)
         try:
             self.scheduler.submit(job)
         except Exception as exc:

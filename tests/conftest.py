@@ -112,16 +112,17 @@ def free_port() -> int:
 class RedisServer:
     """A real redis-server (Debian's package) on 127.0.0.1 and a free port, without persistence."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *flags: str, port: int | None = None) -> None:
         import subprocess
         import time
 
         from ._prereqs import require
 
         exe = require("redis-server")
-        self.port = free_port()
+        self.port = port or free_port()  # the same port again: a restart, empty
+        workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(workdir)],
+                                      "--appendonly", "no", "--dir", str(workdir), *flags],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 

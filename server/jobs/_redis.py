@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import time
 
-from .store import (BLOB_FIELDS, FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RECORD_OVERHEAD, RUNNING, JobRecord,
-                    JobTooLargeError, StoreFullError)
+from dreamrender.errors import describe
+
+from .store import (BLOB_FIELDS, FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RECORD_OVERHEAD, RUNNING, JobMissingError,
+                    JobRecord, JobTooLargeError, StoreFullError)
+
+log = logging.getLogger(__name__)
 
 _P = "dreamrender:"
 _TYPES = {f.name: f.type for f in dataclasses.fields(JobRecord)}
@@ -40,6 +45,14 @@ def _decode(name: str, raw: bytes) -> object:
     return text
 
 
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
+
 _CLAIM = """
 if redis.call('HGET', KEYS[1], 'server_id') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'server_id', ARGV[2])
@@ -62,7 +75,12 @@ class RedisStore:
 
         self.ttl, self.max_bytes = ttl, max_bytes
         self._r = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        self._r.ping()  # fail at startup, not at the first job, when the address is wrong
+        self._update = self._r.register_script(_UPDATE)
+        try:
+            self._r.ping()
+        except redis.exceptions.RedisError as exc:  # not fatal: attached renders need no store (#28)
+            log.warning("the job store %s is unreachable at start (%s); serving renders that need no record, "
+                        "and retrying", url.split("@")[-1], describe(exc))
 
     def _record(self, raw: dict[bytes, bytes]) -> JobRecord | None:
         if not raw:
@@ -110,12 +128,12 @@ class RedisStore:
     def update(self, job_id: str, **fields: object) -> None:
         key = _P + "job:" + job_id
         fields["updated"] = time.time()
-        pipe = self._r.pipeline()
-        pipe.hset(key, mapping={k: _encode(v) for k, v in fields.items()})  # type: ignore[arg-type]
-        pipe.hincrby(key, "version", 1)
-        if fields.get("state") in FINAL_STATES:
-            pipe.expire(key, int(self.ttl))
-        pipe.execute()
+        ttl = int(self.ttl) if fields.get("state") in FINAL_STATES else 0
+        pairs = [x for k, v in fields.items() for x in (k, _encode(v))]
+        # One script, so that a record a restarted Redis lost is not re-made from these fields alone
+        # (a hash with no id or kind, which no call could read afterwards: #28 D4).
+        if not self._update(keys=[key], args=[ttl, *pairs]):
+            raise JobMissingError(job_id)
         *blobs, error = self._r.hmget(key, [*BLOB_FIELDS, "error_message"])
         size = sum(len(b or b"") for b in blobs) + len(error or b"") + RECORD_OVERHEAD  # as JobRecord.size
         self._r.hset(_P + "sizes", job_id, size)

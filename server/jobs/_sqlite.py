@@ -13,8 +13,10 @@ import threading
 import time
 from pathlib import Path
 
-from .store import (BLOB_FIELDS, FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RECORD_OVERHEAD, RUNNING, JobRecord,
-                    JobTooLargeError, StoreFullError)
+from dreamrender.errors import describe
+
+from .store import (BLOB_FIELDS, FINAL_STATES, INTERRUPTED, LIST_FIELDS, QUEUED, RECORD_OVERHEAD, RUNNING, JobMissingError,
+                    JobRecord, JobTooLargeError, StoreFullError)
 
 _FIELDS = [f.name for f in dataclasses.fields(JobRecord)]
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS jobs (" + ", ".join(
@@ -29,8 +31,15 @@ class SqliteStore:
         self.ttl, self.max_bytes = ttl, max_bytes
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.path = os.path.join(data_dir, "jobs.sqlite3")
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._lock = threading.Lock()
+            self._setup()
+        except sqlite3.Error as exc:  # corrupt, a directory, read-only: one line at start (#28 D16)
+            raise ValueError(f"the job store {self.path} cannot be used ({describe(exc)}): move it aside, or start "
+                             "with another --data-dir (or --job-store redis://...)") from None
+
+    def _setup(self) -> None:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -87,9 +96,11 @@ class SqliteStore:
         sized = {**{b: f"LENGTH(COALESCE({b}, ''))" for b in BLOB_FIELDS}, "error_message": "LENGTH(error_message)"}
         sized.update({name: str(len(value or "")) for name, value in fields.items() if name in sized})  # type: ignore[arg-type]
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET {sets}, version = version + 1, "
-                             f"size = {' + '.join(sized.values())} + {RECORD_OVERHEAD} WHERE id = ?",
-                             [*fields.values(), job_id])
+            cur = self._db.execute(f"UPDATE jobs SET {sets}, version = version + 1, "
+                                   f"size = {' + '.join(sized.values())} + {RECORD_OVERHEAD} WHERE id = ?",
+                                   [*fields.values(), job_id])
+        if cur.rowcount == 0:
+            raise JobMissingError(job_id)
 
     def list(self, owner: str | None, state: str | None, offset: int, limit: int) -> list[JobRecord]:
         names = [n for n in _FIELDS if n not in LIST_FIELDS]

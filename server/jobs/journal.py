@@ -1,12 +1,14 @@
 """A job's record kept current from its render: what the worker thread writes to the store."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from typing import Any, Callable
 
-from .store import CANCELLED, FAILED, INTERRUPTED, RUNNING, SUCCEEDED, JobStore
+from .store import (CANCELLED, FAILED, INTERRUPTED, RUNNING, SUCCEEDED, JobMissingError, JobRecord, JobStore,
+                    StoreFullError, StoreUnavailableError)
 
 __all__ = ["Journal"]
 
@@ -30,13 +32,20 @@ class Journal:
     """
 
     def __init__(self, store: JobStore, job_id: str, cancel: threading.Event, *,
-                 encode_png: Callable[[Any], bytes] | None = None, deferred: bool = False) -> None:
+                 encode_png: Callable[[Any], bytes] | None = None, deferred: bool = False,
+                 record: JobRecord | None = None, on_unsaved: Callable[["Journal"], None] | None = None) -> None:
         self.store, self.job_id, self.cancel = store, job_id, cancel
         self.encode_png = encode_png  # None: checkpoints are not kept (dreams start afresh anyway)
         self._last_write = 0.0
         self._progress = b""
         self._chunks: list[bytes] = []
         self._pending: dict[str, object] | None = {} if deferred else None
+        # The store may be down, full, or lose the record (a Redis restarted empty): the record as
+        # created and every field written since are kept to make it again, and the fields it
+        # refused go with the next write; a refused last write is handed to `on_unsaved` (the
+        # server's upkeep retries it), so a finished job's result reaches the store once it is back.
+        self.record, self._known, self._unsaved = record, {}, {}
+        self.on_unsaved, self._warned = on_unsaved, False
 
     def _update(self, final: bool = False, **fields: object) -> None:
         if self._pending is not None:
@@ -44,10 +53,35 @@ class Journal:
             if not final:
                 return
             fields, self._pending = self._pending, {}
+        self._known.update(fields)
+        self._unsaved.update(fields)
+        if not self.flush() and final and self.on_unsaved is not None:
+            self.on_unsaved(self)
+
+    def flush(self) -> bool:
+        """Write what the store has not taken yet; whether it is all written."""
+        if not self._unsaved:
+            return True
         try:
-            self.store.update(self.job_id, **fields)
+            try:
+                self.store.update(self.job_id, **self._unsaved)
+            except JobMissingError:
+                if self.record is None:
+                    raise
+                self.store.create(dataclasses.replace(self.record, **self._known), capped=False)
+        except (StoreUnavailableError, StoreFullError, JobMissingError) as exc:
+            if not self._warned:  # one line per job, not one per write
+                log.warning("job %s: its record waits for the job store (%s)", self.job_id, exc)
+                self._warned = True
+            return False
         except Exception:
             log.exception("job %s: the job store refused an update", self.job_id)
+            return False
+        self._unsaved = {}
+        if self._warned:
+            log.info("job %s: its record is written again", self.job_id)
+            self._warned = False
+        return True
 
     def started(self) -> None:
         self._update(state=RUNNING)

@@ -7,21 +7,24 @@ process, in another replica sharing a Redis store, or that was resumed after a r
 from __future__ import annotations
 
 import asyncio
+import logging
 import base64
 import binascii
 import hashlib
 import re
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from dreamrender.errors import InvalidArgumentError, quoted
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 from ..responses import result_responses
 from .store import (CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, STATES, SUCCEEDED, JobEndedError, JobNotFoundError,
-                    JobRecord, JobStore)
+                    JobRecord, JobStore, StoreFullError, StoreUnavailableError)
 
-__all__ = ["JobBook", "check_job_id", "check_request_id", "request_fingerprint", "retry_target", "page_offset",
+__all__ = ["JobBook", "check_job_id", "check_request_id", "upkeep_round", "request_fingerprint", "retry_target", "page_offset",
            "page_token_for", "POLL_SECONDS", "DEFAULT_PAGE", "MAX_PAGE"]
+
+log = logging.getLogger("dreamrender.server.servicer")
 
 JOB_ID = re.compile(r"[0-9a-f]{16}")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -92,6 +95,31 @@ def retry_target(existing: JobRecord, kind: str, fingerprint: str) -> bool:
         raise InvalidArgumentError("request_id", f"{quoted(existing.request_id)} was used for a different "
                                    f"{what} (job {existing.id})", "a new request_id for a different request")
     return not (existing.state == CANCELLED or (existing.state == INTERRUPTED and not existing.detached))
+
+
+async def upkeep_round(store: JobStore, server_id: str, every: float, resume: Callable[[], Awaitable[Any]],
+                       unsaved: set, down: int) -> int:
+    """One heartbeat of the store's upkeep: say this replica is alive, drop expired records, take
+    over orphaned jobs (`resume`) and write the records the store refused while it was down
+    (`unsaved` journals). Returns how many heartbeats in a row have now failed (`down` before):
+    an outage is logged once when it starts and once when it ends, never a traceback a beat."""
+    try:
+        await asyncio.to_thread(store.beat, server_id, 3 * every)
+        await asyncio.to_thread(store.expire)
+        await resume()
+        for journal in list(unsaved):
+            if await asyncio.to_thread(journal.flush):
+                unsaved.discard(journal)
+    except (StoreUnavailableError, StoreFullError) as exc:
+        if not down:
+            log.warning("%s", exc)
+        return down + 1
+    except Exception:
+        log.exception("job store upkeep failed")
+        return down
+    if down:
+        log.info("the job store is back after %d failed heartbeats", down)
+    return 0
 
 
 def to_job(rec: JobRecord, *, full: bool = True) -> pb.Job:

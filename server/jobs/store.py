@@ -12,7 +12,8 @@ import dataclasses
 import time
 from typing import Protocol, Sequence
 
-__all__ = ["JobRecord", "JobStore", "StoreFullError", "JobTooLargeError", "JobNotFoundError", "JobEndedError", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED",
+__all__ = ["JobRecord", "JobStore", "StoreFullError", "JobTooLargeError", "StoreUnavailableError",
+           "StoreOutOfSpaceError", "JobMissingError", "JobNotFoundError", "JobEndedError", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED",
            "CANCELLED", "INTERRUPTED", "STATES", "FINAL_STATES", "LIST_FIELDS",
            "BLOB_FIELDS", "RECORD_OVERHEAD"]
 
@@ -77,6 +78,27 @@ class JobTooLargeError(StoreFullError):
                                     "or do not detach it")
 
 
+class StoreUnavailableError(RuntimeError):
+    """The job store cannot be reached or read (UNAVAILABLE): what needs it is refused, naming it;
+    attached renders run on, and their records are written once it is back."""
+
+    def __init__(self, store: str, cause: str) -> None:
+        super().__init__(f"the job store ({store}) is unavailable: {cause}; renders that are not detached "
+                         "still run, while detaching, re-attaching and the job calls wait for it")
+
+
+class StoreOutOfSpaceError(StoreFullError):
+    """The store's own memory or disk is full (Redis maxmemory, a full disk): RESOURCE_EXHAUSTED."""
+
+    def __init__(self, store: str, cause: str) -> None:
+        self.used, self.cap = 0, 0
+        RuntimeError.__init__(self, f"the job store ({store}) is full: {cause}")
+
+
+class JobMissingError(LookupError):
+    """An update found no record to update (the store lost it: a Redis restarted empty)."""
+
+
 class JobNotFoundError(LookupError):
     """No such job for this caller (NOT_FOUND: also for another owner's job, so ids leak nothing)."""
 
@@ -110,7 +132,8 @@ class JobStore(Protocol):
         """The job `owner` started with `request_id` (within its TTL), if any."""
 
     def update(self, job_id: str, **fields: object) -> None:
-        """Set fields of a record (and bump its version and update time)."""
+        """Set fields of a record (and bump its version and update time); JobMissingError when
+        there is no such record (never a partial one made of these fields)."""
 
     def list(self, owner: str | None, state: str | None, offset: int, limit: int) -> list[JobRecord]:
         """Records newest first (all owners when `owner` is None), without their large bytes."""

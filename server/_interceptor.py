@@ -19,7 +19,7 @@ from .engine.runtime import RenderCancelled, ServerShuttingDown
 from .jobs import JobEndedError, JobNotFoundError, StoreFullError, StoreUnavailableError
 from .scheduler import QueueFullError
 
-__all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome", "quiet_lost_client_errors"]
+__all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome", "quiet_lost_client_errors", "ParseGuard"]
 
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,45 @@ def _safe_deserializer(deserializer: Any, method: str) -> Any:
     return parse
 
 
+def _parse_guarded(handler: Any, method: str) -> Any:
+    """A health (or other library) method whose bytes that do not parse get INVALID_ARGUMENT, quietly:
+    grpc's own deserializer answered UNKNOWN and logged a traceback per call, so that anyone
+    could flood the log without a token (#28 D6)."""
+    parse = _safe_deserializer(handler.request_deserializer, method)
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request.refuse()))
+
+    if handler.unary_unary is not None:
+        inner_unary = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Unparsable):
+                await refuse(request, context)
+            return await inner_unary(request, context)
+
+        return handler._replace(unary_unary=unary_unary, request_deserializer=parse)
+    if handler.unary_stream is not None:
+        inner_stream = handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Unparsable):
+                await refuse(request, context)
+            async for response in inner_stream(request, context):
+                yield response
+
+        return handler._replace(unary_stream=unary_stream, request_deserializer=parse)
+    return handler
+
+
+class ParseGuard(grpc.aio.ServerInterceptor):
+    """Only the unparsable-bytes guard (the --health-listen port, which has no other interceptor)."""
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        return None if handler is None else _parse_guarded(handler, details.method)
+
+
 class CallOutcome:
     """One streaming call: its deadline (read when it starts: touching a context after its call
     ended can crash grpc's aio layer) and whether its result went out."""
@@ -203,8 +242,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
-        if handler is None or not details.method.startswith("/dreamrender."):
-            return handler  # health and reflection handle their own errors
+        if handler is None:
+            return None
+        if not details.method.startswith("/dreamrender."):
+            return _parse_guarded(handler, details.method)  # health and reflection: their other errors are their own
         method = details.method
         parse = _safe_deserializer(handler.request_deserializer, method)
         if handler.unary_stream is not None:

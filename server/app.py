@@ -21,7 +21,7 @@ from dreamrender.settings import MAX_MESSAGE_MB, DreamSettings, StyleSettings, d
 from dreamrender.v1 import dreamrender_pb2 as pb
 from dreamrender.v1 import dreamrender_pb2_grpc as pb_grpc
 
-from ._interceptor import ErrorInterceptor, quiet_lost_client_errors
+from ._interceptor import ErrorInterceptor, ParseGuard, quiet_lost_client_errors
 from ._metrics import Metrics
 from ._security import TokenAuthInterceptor, load_tokens, server_credentials
 from .engine.runtime import ServerShuttingDown, resolve_device
@@ -240,7 +240,7 @@ def _health_listener(servicer: Any, config: ServerConfig) -> tuple[grpc.aio.Serv
     health` in the container, a Python process every few seconds (bench/bench_probe.py)."""
     if not config.health_listen:
         return None, None
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 1 << 16)])
+    server = grpc.aio.server(interceptors=[ParseGuard()], options=[("grpc.max_receive_message_length", 1 << 16)])
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return server, _listen(server, config.health_listen)
 

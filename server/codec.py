@@ -76,10 +76,40 @@ def _open(data: bytes, field: str, *, max_pixels: int, media_type: str) -> Image
     actual = _FORMATS.get(img.format or "")
     if actual is None:
         raise InvalidArgumentError(field, f"unsupported image format {img.format}", _ALLOWED)
+    if img.format == "PNG" and not _png_data_can_fill(data, w, h):
+        raise InvalidArgumentError(field, f"truncated PNG: its pixel data cannot hold a {w}x{h} image",
+                                   "a whole PNG file")
     if media_type and media_type.lower() not in (actual, "image/jpg" if actual == "image/jpeg" else actual):
         raise InvalidArgumentError(f"{field}.media_type", f"says {quoted(media_type)} but the bytes are {actual}",
                                    f"{actual} or empty (detect)")
     return img
+
+
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+_DEFLATE_MAX_RATIO = 1032  # deflate never expands its input more than this (a 258-byte match per 2 bits)
+
+
+def _png_data_can_fill(data: bytes, w: int, h: int) -> bool:
+    """Whether a PNG's IDAT chunks hold enough deflate data for its header's size (#28 D27).
+
+    Pillow fills the rows of a zlib stream that ends early with zeros and reports no error, so a
+    1.2 KB file claiming 8000x8000 decoded into 190 MB. Deflate cannot expand more than 1032:1, so
+    fewer compressed bytes than the rows need / 1032 cannot be a whole image; this costs a walk
+    over the chunk headers, not a decode."""
+    try:
+        depth, colour = data[24], data[25]
+        pos, compressed = 8, 0
+        while pos + 8 <= len(data):
+            length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+            if kind == b"IDAT":
+                compressed += length
+            elif kind == b"IEND":
+                break
+            pos += 12 + length
+    except IndexError:
+        return False
+    row = 1 + (w * depth * _CHANNELS.get(colour, 4) + 7) // 8
+    return h * row <= _DEFLATE_MAX_RATIO * compressed + 64
 
 
 def decode_image(data: bytes, field: str, *, max_pixels: int, media_type: str = "",

@@ -172,3 +172,39 @@ def test_an_attached_job_killed_with_its_server_is_interrupted(tmp_path):
 
 
 STYLE_PATH = str(DATA / "starry_small.png")
+
+
+@pytest.mark.parametrize("health_port", [False, True])
+def test_garbage_to_health_is_invalid_argument_without_a_traceback(models_dir, caplog, health_port):
+    import logging
+
+    from ..conftest import free_port
+
+    port = free_port()
+    srv = start_server(models_dir, health_listen=f"127.0.0.1:{port}" if health_port else "")
+    caplog.set_level(logging.INFO)
+    try:
+        target = f"127.0.0.1:{port}" if health_port else srv.target
+        with grpc.insecure_channel(target) as ch:
+            call = ch.unary_unary("/grpc.health.v1.Health/Check")
+            for _ in range(20):
+                with pytest.raises(grpc.RpcError) as err:
+                    call(b"\xff" * 64, timeout=10)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    finally:
+        srv.stop()
+
+
+def test_a_png_whose_data_cannot_fill_its_header_is_refused(server):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(1900 * 3) for _ in range(50))  # 50 rows of a 1900-row image
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1900, 1900, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    with DreamClient(server.target) as c:
+        _refused(lambda: c.dream(png, octaves=1, steps=1, size=64, timeout=60), "image", words="truncated PNG")

@@ -67,9 +67,13 @@ def run_jobs(client: Any, args: argparse.Namespace, run_render: Callable[[Any, a
     job = (client.get_job if args.jobs_command == "get" else client.cancel_job)(args.job_id, timeout=args.timeout or 30)
     print(_line(job))
     if args.jobs_command == "get" and args.output:
+        if job.image_in_chunks and job.done:  # too large for one message: WatchJob sends it in chunks
+            return run_render(client.watch_job(args.job_id, timeout=args.timeout), args)
         data, what = (job.result.image.data, "result") if job.result.image.data else (job.checkpoint.data, "best image so far")
         if not data:
-            print(f"dreamctl: job {job.job_id} has no image yet ({_state(job)})", file=sys.stderr)
+            why = "its image is larger than one message; follow it with dreamctl jobs watch" if job.image_in_chunks \
+                else "no image yet"
+            print(f"dreamctl: job {job.job_id} has {why} ({_state(job)})", file=sys.stderr)
             return 1
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_bytes(data)

@@ -295,7 +295,8 @@ def create_server(config: ServerConfig) -> Server:
     cache = ModelCache(store, device, metrics, max_batch=config.ff_max_batch, max_wait=config.ff_max_wait_ms / 1000)
     servicer = DreamRenderServicer(cache=cache, scheduler=scheduler, requests=requests,
                                    server_id=config.server_id, evaluator=evaluator, store=jobs, metrics=metrics,
-                                   callers_by_token=bool(config.auth_token_file))
+                                   callers_by_token=bool(config.auth_token_file),
+                                   max_message_bytes=config.max_message_bytes)
     pb_grpc.add_DreamRenderServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -6,10 +6,12 @@ newer (the stream would otherwise fall ever further behind on slow machines).
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -45,6 +47,22 @@ def _bounded(image: np.ndarray) -> tuple[np.ndarray, str]:
     return resize_to(torch.from_numpy(image), size).numpy(), f" at {size[1]}x{size[0]}"
 
 
+MAX_SESSIONS, MAX_EXPORTS = 4, 8
+
+
+def _prune_exports(used: Path) -> None:
+    """Mark `used` as just used and delete all but the MAX_EXPORTS most recently used exports beside
+    it (the writable export folder; pre-built exports on a read-only volume are left alone)."""
+    try:
+        used.touch()
+        files = sorted(used.parent.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in files[MAX_EXPORTS:]:
+            if old != used:
+                old.unlink(missing_ok=True)
+    except OSError as exc:  # a read-only store: nothing to prune there
+        log.debug("export cache not pruned: %s", exc)
+
+
 def style_terms(s: StyleSettings) -> StyleTerms:
     """The scorer's view of a style render's layers and term weights."""
     return StyleTerms({x.layer: x.weight for x in s.content_layers}, {x.layer: x.weight for x in s.style_layers},
@@ -69,17 +87,32 @@ class Evaluator:
         self.threads = threads
         self.enabled = enabled
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evaluator", initializer=_lower_priority)
-        self._scorers: dict[tuple[str, tuple[str, ...]], Scorer] = {}
+        self._scorers: collections.OrderedDict[tuple[str, tuple[str, ...]], Scorer] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def scorer(self, model: str, layers: Sequence[str]) -> Scorer:
-        """The scorer for `model` cut after the deepest of `layers` (exported on first use)."""
+        """The scorer for `model` cut after the deepest of `layers` (exported on first use).
+
+        Every new set of layers is its own export and session, so both are kept least-recently
+        used: at most MAX_SESSIONS sessions here and MAX_EXPORTS export files in the store's
+        export folder (by last use; a caller naming ever new layer sets grew both without bound,
+        #28 D26: 5 dreams added 146 MiB of files and 160 MB of RSS)."""
         key = (model, tuple(sorted(set(layers))))
         with self._lock:
-            if key not in self._scorers:
-                path = export_onnx(model, list(key[1]), store=self.store)
-                self._scorers[key] = Scorer(path, threads=self.threads)
+            if key in self._scorers:
+                self._scorers.move_to_end(key)
+                return self._scorers[key]
+            path = export_onnx(model, list(key[1]), store=self.store)
+            _prune_exports(path)
+            self._scorers[key] = Scorer(path, threads=self.threads)
+            while len(self._scorers) > MAX_SESSIONS:
+                self._scorers.popitem(last=False)
             return self._scorers[key]
+
+    @property
+    def sessions(self) -> int:
+        """How many scorer sessions are held."""
+        return len(self._scorers)
 
     @property
     def name(self) -> str:

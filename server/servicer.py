@@ -143,9 +143,10 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
     """Implements dreamrender.v1.DreamRenderService on top of the engines."""
 
     def __init__(self, *, cache: ModelCache, scheduler: Scheduler, requests: RequestReader, server_id: str,
-                 evaluator: Evaluator, store: JobStore, metrics: Any = None, callers_by_token: bool = False) -> None:
+                 evaluator: Evaluator, store: JobStore, metrics: Any = None, callers_by_token: bool = False,
+                 max_message_bytes: int = 0) -> None:
         self.store = store
-        self.book = JobBook(store, private=callers_by_token)
+        self.book = JobBook(store, private=callers_by_token, max_message_bytes=max_message_bytes)
         self._live: dict[str, Job] = {}  # jobs of this process not yet finished, by id
         self.unsaved: set[Journal] = set()  # jobs whose last record waits for the store to be back
         self.metrics = metrics

@@ -166,3 +166,25 @@ def test_large_checkpoints_are_scored_at_a_bounded_size(server, chelsea_bytes, m
     scores = [e for e in events if isinstance(e, pb.CheckpointScores)]
     assert scores and all(e.evaluator.endswith(" at 40x26") for e in scores), [e.evaluator for e in scores]
     assert all(e.values["total"] > 0 for e in scores)
+
+
+def test_the_evaluator_keeps_its_sessions_and_exports_bounded(tmp_path, monkeypatch):
+    """Ever new layer sets (#28 D26): the sessions and the export files stay within their caps,
+    least recently used first out, and a set used again is served from the cache."""
+    from dreamrender.server import evaluator as ev
+
+    monkeypatch.setattr(ev, "MAX_SESSIONS", 2)
+    monkeypatch.setattr(ev, "MAX_EXPORTS", 3)
+    e = ev.Evaluator(ModelStore(tmp_path), enabled=True)
+    try:
+        sets = [["relu1_1"], ["relu2_1"], ["relu1_1", "relu2_1"], ["relu3_1"], ["relu1_1", "relu3_1"]]
+        first = e.scorer("tiny", sets[0])
+        for layers in sets[1:]:
+            e.scorer("tiny", layers)
+            assert e.sessions <= 2
+        exports = list(next(tmp_path.rglob("*.onnx")).parent.glob("*.onnx"))
+        assert len(exports) == 3
+        assert e.scorer("tiny", sets[-1]) is e.scorer("tiny", sets[-1])  # cached
+        assert e.scorer("tiny", sets[0]) is not first  # evicted, made again
+    finally:
+        e.close()

@@ -208,3 +208,28 @@ def test_a_png_whose_data_cannot_fill_its_header_is_refused(server):
            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
     with DreamClient(server.target) as c:
         _refused(lambda: c.dream(png, octaves=1, steps=1, size=64, timeout=60), "image", words="truncated PNG")
+
+
+def test_get_job_of_a_result_larger_than_a_message(models_dir, tmp_path):
+    """GetJob leaves out an image over --max-message-mb and says so; WatchJob and `dreamctl jobs get
+    -o` deliver it in chunks (#28 D15: GetJob failed with RESOURCE_EXHAUSTED)."""
+    import subprocess
+
+    from ..conftest import BIN
+
+    srv = start_server(models_dir, max_message_mb=1, max_side=2048)
+    try:
+        with DreamClient(srv.target) as c:
+            events = list(c.render_style(CONTENT, [STYLE], size=1024, scales=1, iterations=1, init="noise", detach=True,
+                                         timeout=120))
+            job_id = next(e.job_id for e in events if isinstance(e, pb.Accepted))
+            whole = events[-1].image.data
+            assert len(whole) > 1 << 20
+            job = c.get_job(job_id)
+            assert job.state == pb.JOB_STATE_SUCCEEDED and job.image_in_chunks and not job.result.image.data
+        r = subprocess.run([str(BIN / "dreamctl"), "--server", srv.target, "jobs", "get", job_id, "-o",
+                            str(tmp_path / "out.png")], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "out.png").read_bytes() == whole
+    finally:
+        srv.stop()

@@ -584,7 +584,7 @@ class CandidateScores(_message.Message):
     def __init__(self, values: _Optional[_Mapping[str, float]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "kind", "state", "done", "progress", "frame", "result", "error", "create_time", "update_time", "request_id", "detached", "server_id", "checkpoint", "resumed")
+    __slots__ = ("job_id", "kind", "state", "done", "progress", "frame", "result", "error", "create_time", "update_time", "request_id", "detached", "server_id", "checkpoint", "resumed", "image_in_chunks")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -600,6 +600,7 @@ class Job(_message.Message):
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_IN_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     kind: str
     state: JobState
@@ -615,7 +616,8 @@ class Job(_message.Message):
     server_id: str
     checkpoint: Image
     resumed: int
-    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., done: _Optional[bool] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., create_time: _Optional[float] = ..., update_time: _Optional[float] = ..., request_id: _Optional[str] = ..., detached: _Optional[bool] = ..., server_id: _Optional[str] = ..., checkpoint: _Optional[_Union[Image, _Mapping]] = ..., resumed: _Optional[int] = ...) -> None: ...
+    image_in_chunks: bool
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., done: _Optional[bool] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., create_time: _Optional[float] = ..., update_time: _Optional[float] = ..., request_id: _Optional[str] = ..., detached: _Optional[bool] = ..., server_id: _Optional[str] = ..., checkpoint: _Optional[_Union[Image, _Mapping]] = ..., resumed: _Optional[int] = ..., image_in_chunks: _Optional[bool] = ...) -> None: ...
 
 class JobError(_message.Message):
     __slots__ = ("code", "message")

@@ -17,7 +17,7 @@ from ._catalog import (FEED_FORWARD_MODELS, ModelSpec, get_model, get_spec, is_a
 from ._dcgan import DCGANDiscriminator, DCGANGenerator, DigitClassifier, init_dcgan
 from ._features import FeatureNet, LayerSpec, Normalization
 from ._store import ModelStore, WeightSource, WeightsError, default_store_dir, sha256_file
-from .export import COMMON_EXPORTS, export_onnx
+from .export import COMMON_EXPORTS, export_onnx, onnx_export
 from .generators import SHARED, GeneratorInfo, GeneratorStore, check_generator_name
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
     "FEED_FORWARD_MODELS",
     "FeatureNet", "LayerSpec", "Normalization",
     "ModelStore", "WeightSource", "WeightsError", "default_store_dir", "sha256_file",
-    "export_onnx", "COMMON_EXPORTS",
+    "export_onnx", "onnx_export", "COMMON_EXPORTS",
     "DCGANGenerator", "DCGANDiscriminator", "DigitClassifier", "init_dcgan", "GeneratorInfo", "GeneratorStore", "check_generator_name",
     "SHARED",
 ]

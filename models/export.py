@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -26,11 +27,26 @@ from ._catalog import get_model, get_spec
 from ._features import FeatureNet
 from ._store import ModelStore, sha256_file, user_cache_dir
 
-__all__ = ["export_onnx", "export_key", "verify_export", "DEFAULT_OPSET", "COMMON_EXPORTS"]
+__all__ = ["export_onnx", "export_key", "verify_export", "onnx_export", "DEFAULT_OPSET", "COMMON_EXPORTS"]
 
 DEFAULT_OPSET = 17
 # What `dreamctl models pull --onnx` pre-builds: the style layers (which the evaluator needs).
 COMMON_EXPORTS = tuple(sorted(STYLE_CONTENT_LAYERS + STYLE_STYLE_LAYERS))
+
+# torch.onnx.export (the TorchScript exporter) keeps its state in module globals and asserts that
+# no other export is under way: two threads exporting at once (the evaluator's scorer export and a
+# generator's, or a test's fixture beside a server's thread) fail with "GLOBALS.in_onnx_export
+# must be False". Every export in this process goes through one lock.
+_EXPORT_LOCK = threading.Lock()
+
+
+def onnx_export(module: nn.Module, args: tuple, f: Any, **kwargs: Any) -> None:
+    """torch.onnx.export(module, args, f, dynamo=False, **kwargs), one export at a time per process,
+    with the TorchScript exporter's deprecation warnings silenced (it is the exporter we need:
+    see export_onnx)."""
+    with _EXPORT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(module, args, f, dynamo=False, **kwargs)
 
 
 class _Export(nn.Module):
@@ -131,10 +147,10 @@ def export_onnx(name: str, layers: Sequence[str], *, store: ModelStore | None = 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the normalisation constants are constant
-            torch.onnx.export(_Export(net, layers).eval(), (example,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=["image"], output_names=layers,
-                              dynamic_axes={"image": {0: "n", 2: "height", 3: "width"},
-                                            **{n: {0: "n", 2: f"{n}_h", 3: f"{n}_w"} for n in layers}})
+            onnx_export(_Export(net, layers).eval(), (example,), str(tmp), opset_version=opset,
+                        input_names=["image"], output_names=layers,
+                        dynamic_axes={"image": {0: "n", 2: "height", 3: "width"},
+                                      **{n: {0: "n", 2: f"{n}_h", 3: f"{n}_w"} for n in layers}})
         _stamp(tmp, name, layers, net.min_side, export_key(name, layers, store, opset))
         # Checked at another size than the traced one (dynamic axes), and on any images given.
         other = torch.rand(1, 3, side + 40, side, generator=torch.Generator().manual_seed(1))

@@ -32,6 +32,7 @@ from dreamrender.errors import InvalidArgumentError, NotFoundError
 from ._catalog import get_spec, list_specs, weights_path
 from ._convert import load_state_dict
 from ._store import ModelStore
+from .export import onnx_export
 
 __all__ = ["GeneratorInfo", "GeneratorStore", "check_generator_name", "export_generator", "SHARED"]
 
@@ -88,9 +89,9 @@ def export_generator(net: nn.Module, info: GeneratorInfo, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_OnnxInterface(net, info.classes).eval(), inputs, str(tmp), dynamo=False,
-                          opset_version=_OPSET, input_names=names, output_names=["image"],
-                          dynamic_axes={n: {0: "n"} for n in [*names, "image"]})
+        onnx_export(_OnnxInterface(net, info.classes).eval(), inputs, str(tmp),
+                    opset_version=_OPSET, input_names=names, output_names=["image"],
+                    dynamic_axes={n: {0: "n"} for n in [*names, "image"]})
         expected = net(*inputs).numpy() if info.classes else net(z).numpy()
     import onnxruntime as ort
 

@@ -6,14 +6,13 @@ through `free_size_model` too.
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamrender.models import FEED_FORWARD_MODELS, ModelStore, get_spec
+from dreamrender.models import FEED_FORWARD_MODELS, ModelStore, get_spec, onnx_export
 
 
 class _Predict(nn.Module):
@@ -53,10 +52,9 @@ class _Multistyle(nn.Module):
 
 def _export(module: nn.Module, args: tuple, names: list[str], output: str, dynamic: dict | None = None) -> bytes:
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as models/export.py uses
-        torch.onnx.export(module.eval(), args, buf, dynamo=False, opset_version=17, input_names=names,
-                          output_names=[output], dynamic_axes=dynamic)
+    # Through the package's lock: a server thread of an earlier test may be exporting right now.
+    onnx_export(module.eval(), args, buf, opset_version=17, input_names=names, output_names=[output],
+                dynamic_axes=dynamic)
     return buf.getvalue()
 
 

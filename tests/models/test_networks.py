@@ -59,3 +59,32 @@ def test_keras_vgg19_h5_loads_in_order_transposed_and_bgr(store):
     patch = bgr[3:6, 3:6, :]  # (3, 3, Cin)
     expected = np.einsum("hwc,hwco->o", patch, kernels["block1_conv1"]) + state["features.0.bias"].numpy()
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_onnx_exports_from_several_threads_take_turns():
+    """torch's TorchScript exporter asserts that no other export runs in the process; a server's
+    evaluator thread exporting beside a fixture's export once failed CI that way."""
+    import io
+    import threading
+
+    from dreamrender.models import onnx_export
+
+    errors: list[BaseException] = []
+    sizes: list[int] = []
+
+    def export_many() -> None:
+        try:
+            for _ in range(6):
+                buf = io.BytesIO()
+                onnx_export(torch.nn.Conv2d(3, 8, 3).eval(), (torch.rand(1, 3, 16, 16),), buf, opset_version=17)
+                sizes.append(len(buf.getvalue()))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=export_many) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(sizes) == 18 and min(sizes) > 0

@@ -1,14 +1,17 @@
 """Memory benchmark (#17): peak RSS of the whole dreamd process, and s/iter, per render size.
 
     python bench/bench_memory.py [--sizes 512 1024 2048] [--dream-sizes 2048 4096] [--quick]
-    python bench/bench_memory.py --phases 512      # where a 512 px style's memory goes
+    python bench/bench_memory.py --whole 512 --whole-scales 1 --whole-iterations 110 --sizes --dream-sizes
 
 Each measurement starts its own dreamd (real VGG16 weights from $DREAMRENDER_MODELS, evaluator on,
 dreamd's own defaults) on 127.0.0.1, sends one request through the SDK and reads the server's
 VmHWM (peak RSS) and VmRSS from /proc. Styles run one scale of warm-up + 5 iterations (L-BFGS's
 warm-up fills its history, whose memory is part of the peak); s/iter is the mean of the last 5
 (from the progress events' elapsed time). `--untiled` adds the untiled engine beside the tiled
-default at sizes that tile.
+default at sizes that tile. `--whole SIZE...` runs whole style renders as users send them (#28:
+every iteration, previews and checkpoint scoring at their defaults) and reports the peak, the RSS
+left after the job and how far that is above idle. bench/bench_memory_phases.py splits one into
+phases.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 from dreamrender.client import DreamClient
 from dreamrender.server.engine.imaging import fit_long_side
 from dreamrender.server.engine.sizing import AUTO_TILE_PIXELS, MiB, dream_memory, style_memory
-from dreamrender.settings import DreamSettings, StyleSettings
+from dreamrender.settings import DreamSettings, StyleSettings, default_of
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +121,27 @@ def dream(size: int, flags: tuple[str, ...] = (), baseline: bool = False) -> str
             f"after {m['VmRSS']:6.0f} MB (idle {idle:.0f}; estimate {estimate / MiB:.0f} above idle), {took:6.1f} s")
 
 
+def whole(size: int, scales: int, iterations: int, flags: tuple[str, ...] = ()) -> str:
+    """One whole style render with dreamd's and the request's defaults (checkpoints scored)."""
+    d = Dreamd(*flags)
+    try:
+        idle = d.memory()["VmRSS"]
+        started = time.perf_counter()
+        with DreamClient(d.target) as c:
+            events = list(c.render_style(CONTENT, [STYLE], size=size, scales=scales, iterations=iterations,
+                                         model="vgg16", timeout=7200))
+        took = time.perf_counter() - started
+        time.sleep(1.0)
+        m = d.memory()
+    finally:
+        d.stop()
+    assert isinstance(events[-1], pb.Result)
+    scores = sum(isinstance(e, pb.CheckpointScores) for e in events)
+    return (f"whole style {size:5d} px {scales} x {iterations} L-BFGS {' '.join(flags) or 'defaults':14s} "
+            f"peak {m['VmHWM']:7.0f} MB ({m['VmHWM'] / 1024:.2f} GiB), after {m['VmRSS']:6.0f} MB "
+            f"({m['VmRSS'] - idle:+.0f} over idle {idle:.0f}), {scores} checkpoints scored, {took:6.1f} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="*", default=[512, 1024, 2048])
@@ -128,10 +152,16 @@ def main() -> None:
     p.add_argument("--untiled", action="store_true", help="also run tiled sizes untiled (tile_size 16384)")
     p.add_argument("--baseline", metavar="SITE", help="also run each measurement, right after, on the dreamrender "
                                                       "installed in SITE (pip install --no-deps --target SITE <checkout>)")
+    p.add_argument("--whole", type=int, nargs="*", default=[], metavar="SIZE",
+                   help="whole style renders at these sizes (with --whole-scales and --whole-iterations)")
+    p.add_argument("--whole-scales", type=int, default=default_of(StyleSettings, "scales"))
+    p.add_argument("--whole-iterations", type=int, default=default_of(StyleSettings, "iterations"))
     args = p.parse_args()
     flags = tuple(shlex.split(args.flags))
     global BASELINE
     BASELINE = args.baseline
+    for size in args.whole:
+        print(whole(size, args.whole_scales, args.whole_iterations, flags), flush=True)
     for size in args.sizes:
         for opt in args.optimizers:
             print(style(size, opt, args.warmup, flags), flush=True)

@@ -1,6 +1,7 @@
 """Memory benchmark (#17): peak RSS of the whole dreamd process, and s/iter, per render size.
 
     python bench/bench_memory.py [--sizes 512 1024 2048] [--dream-sizes 2048 4096] [--quick]
+    python bench/bench_memory.py --feed-forward 512 1024 2048 --sizes --dream-sizes
     python bench/bench_memory.py --whole 512 --whole-scales 1 --whole-iterations 110 --sizes --dream-sizes
 
 Each measurement starts its own dreamd (real VGG16 weights from $DREAMRENDER_MODELS, evaluator on,
@@ -142,6 +143,28 @@ def whole(size: int, scales: int, iterations: int, flags: tuple[str, ...] = ()) 
             f"({m['VmRSS'] - idle:+.0f} over idle {idle:.0f}), {scores} checkpoints scored, {took:6.1f} s")
 
 
+def painting(size: int, repeat: int = 3) -> str:
+    """`repeat` preset paintings at `size` in a fresh dreamd: the peak, and the RSS 1 s after the last
+    (onnxruntime's arena is handed back above feedforward.ARENA_KEEP_PIXELS; #28 D23, D25)."""
+    from dreamrender.server.engine.sizing import feed_forward_memory
+
+    d = Dreamd()
+    try:
+        idle = d.memory()["VmRSS"]
+        started = time.perf_counter()
+        with DreamClient(d.target) as c:
+            for i in range(repeat):
+                c.style(CONTENT, [], presets=[i], size=size, timeout=600)
+        took = (time.perf_counter() - started) / repeat
+        time.sleep(1.0)
+        m = d.memory()
+    finally:
+        d.stop()
+    h, w = fit_long_side(300, 451, size)
+    return (f"presets {size:5d} px x{repeat}: peak {m['VmHWM'] - idle:6.0f} MB over idle {idle:.0f} (estimate "
+            f"{feed_forward_memory(h, w) / MiB:.0f}), after {m['VmRSS'] - idle:+5.0f} MB, {took:5.2f} s each")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="*", default=[512, 1024, 2048])
@@ -156,10 +179,14 @@ def main() -> None:
                    help="whole style renders at these sizes (with --whole-scales and --whole-iterations)")
     p.add_argument("--whole-scales", type=int, default=default_of(StyleSettings, "scales"))
     p.add_argument("--whole-iterations", type=int, default=default_of(StyleSettings, "iterations"))
+    p.add_argument("--feed-forward", type=int, nargs="*", default=[], metavar="SIZE",
+                   help="three preset paintings at each size: peak and the RSS left after them")
     args = p.parse_args()
     flags = tuple(shlex.split(args.flags))
     global BASELINE
     BASELINE = args.baseline
+    for size in args.feed_forward:
+        print(painting(size), flush=True)
     for size in args.whole:
         print(whole(size, args.whole_scales, args.whole_iterations, flags), flush=True)
     for size in args.sizes:

@@ -14,7 +14,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -197,14 +197,18 @@ class Scorer:
 
     def style_terms(self, content: ArrayInput, styles: Sequence[ArrayInput], candidates: Sequence[ArrayInput], *,
                     style_weights: Sequence[float] = (), style_scales: Sequence[float] = (),
-                    terms: StyleTerms = StyleTerms()) -> list[dict[str, float]]:
-        """The style-transfer loss terms of each candidate, in order (targets shared by size)."""
+                    terms: StyleTerms = StyleTerms(),
+                    before_each: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+        """The style-transfer loss terms of each candidate, in order (targets shared by size).
+        `before_each(i)` runs before candidate i is scored (a server stops a cancelled call there)."""
         if not candidates:
             raise InvalidArgumentError("candidates", "no candidate images", "at least one image")
         arrays = [load_array(c) for c in candidates]
         cache: dict[tuple[int, int], StyleTargets] = {}
         out = []
-        for arr in arrays:
+        for i, arr in enumerate(arrays):
+            if before_each is not None:
+                before_each(i)
             hw = tuple(arr.shape[-2:])
             if hw not in cache:
                 cache[hw] = self.style_targets(content, styles, hw, style_weights=style_weights,  # type: ignore[arg-type]

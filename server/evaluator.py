@@ -20,10 +20,13 @@ from dreamrender.client.scoring import Scorer, StyleTargets, StyleTerms
 from dreamrender.models import ModelStore, export_onnx
 from dreamrender.settings import DreamSettings, StyleSettings
 
-from .engine.events import Checkpoint, Event, Result, Scores
-from .engine.sizing import EVAL_MAX_PIXELS
+from .requests import EvaluateJob
 
-__all__ = ["Evaluator", "CheckpointScorer", "style_terms"]
+from .engine.events import Checkpoint, Event, Result, Scores
+from .engine.runtime import RenderCancelled
+from .engine.sizing import EVAL_MAX_PIXELS, evaluate_memory
+
+__all__ = ["Evaluator", "CheckpointScorer", "EvaluateRun", "style_terms"]
 
 log = logging.getLogger(__name__)
 RESULT_WAIT_SECONDS = 5.0
@@ -219,3 +222,30 @@ class CheckpointScorer:
                     return
                 self.scored += 1
                 self.sink(Scores(ev.step, ev.stage_index, values, self.evaluator.name + at))
+
+
+class EvaluateRun:
+    """One Evaluate call as a job of the short lane (#28 D20, D24): it waits its turn in that lane's
+    queue, counts its estimated memory in admission, runs on a lane worker at normal priority (the
+    evaluator's own thread, at nice 19, stays with checkpoint scoring, where Evaluate once waited
+    17-79 s behind renders) and stops between candidates when its call ends."""
+
+    def __init__(self, evaluator: Evaluator, job: EvaluateJob) -> None:
+        self.evaluator, self.job = evaluator, job
+        self.values: list[dict[str, float]] = []
+        sizes = [tuple(c.shape[-2:]) for c in job.candidates]
+        self.pixels = sum(h * w for h, w in sizes)  # what the waiting call holds, decoded
+        self.memory = evaluate_memory(sizes)
+
+    def body(self, _emit: Callable[[object], None], cancel: threading.Event) -> None:
+        s = self.job.settings
+        terms = style_terms(s)
+
+        def before_each(i: int) -> None:
+            if cancel.is_set():
+                raise RenderCancelled(f"Evaluate stopped before candidate {i}: its call ended")
+
+        scorer = self.evaluator.scorer(s.model, list(terms.content_layers) + list(terms.style_layers))
+        self.values = scorer.style_terms(self.job.content, self.job.styles, self.job.candidates, terms=terms,
+                                         style_weights=[x.weight for x in s.styles],
+                                         style_scales=[x.scale for x in s.styles], before_each=before_each)

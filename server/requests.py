@@ -29,13 +29,14 @@ from ._masks import probe_style_masks, read_mask, read_style_masks, refuse_style
 from .datasets import DataLimits, TrainingData, load_mnist, read_archive, read_images
 from .engine.dream import GUIDE_SIDE, check_lap_levels, check_terms, check_tile_size, dream_noise, dream_work
 from .engine.imaging import fit_long_side, resize_to, to_tensor
-from .engine.sizing import MiB, dream_memory, gan_memory, style_memory
+from .engine.sizing import MiB, dream_memory, evaluate_memory, feed_forward_memory, gan_memory, style_memory
 from .engine.style import check_content_side, check_layers, render_sizes, style_work
 
 __all__ = ["Limits", "DreamJob", "StyleJob", "EvaluateJob", "TrainJob", "SampleJob", "RequestReader", "MAX_CANDIDATES", "result_format", "check_strings",
            "dream_settings", "style_settings", "evaluate_settings"]
 
 MAX_CANDIDATES = MAX_REPEATED["candidates"]
+_SMALLER_RENDER = "a smaller size, fewer L-BFGS pairs (lbfgs_history), a smaller tile_size, or the adam optimizer"
 
 
 @dataclass(frozen=True)
@@ -229,15 +230,13 @@ class RequestReader:
             raise InvalidArgumentError(field, f"work estimate {work / 1e6:,.0f} Mpx-steps ({what}) is over the "
                                        "server's limit", f"at most {self.limits.max_work:,.0f} Mpx-steps")
 
-    def check_memory(self, need: int, field: str, what: str) -> None:
+    def check_memory(self, need: int, field: str, what: str, allowed: str = _SMALLER_RENDER) -> None:
         """ResourceLimitError (RESOURCE_EXHAUSTED) when a job's estimated peak memory is over the
         operator's --max-job-memory: refused before any work, rather than killed by the machine."""
         limit = self.limits.max_job_memory
         if limit and need > limit:
-            raise ResourceLimitError(field, f"the render ({what}) would need about {need / MiB:,.0f} MB at its peak, "
-                                            f"over this server's --max-job-memory of {limit / MiB:,.0f} MB",
-                                     "a smaller size, fewer L-BFGS pairs (lbfgs_history), a smaller tile_size, "
-                                     "or the adam optimizer")
+            raise ResourceLimitError(field, f"the work ({what}) would need about {need / MiB:,.0f} MB at its peak, "
+                                            f"over this server's --max-job-memory of {limit / MiB:,.0f} MB", allowed)
 
     def check_side(self, side: int, field: str) -> None:
         if side > self.limits.max_side:
@@ -372,12 +371,14 @@ class RequestReader:
         self.check_side(s.size, "size")
         cw, ch = content_size = self._content_size(req)
         check_content_side(s, min_side, (ch, cw))
-        if s.method != "feed_forward":
+        sizes = render_sizes(s, min_side, (ch, cw))
+        h, w = sizes[-1]
+        if s.method == "feed_forward":  # onnxruntime's arena grows with the picture (#28 D23)
+            self.check_memory(feed_forward_memory(h, w), "size", f"a {w}x{h} feed-forward painting", "a smaller size")
+        else:
             self.check_work(style_work(ch, cw, s, min_side), "iterations",
                             f"size {s.size}, {s.scales} scales x {s.iterations} iterations")
-            sizes = render_sizes(s, min_side, (ch, cw))
-            self.check_memory(style_memory(sizes, s, evaluator=self.limits.evaluator), "size",
-                              f"{sizes[-1][1]}x{sizes[-1][0]} {s.optimizer}")
+            self.check_memory(style_memory(sizes, s, evaluator=self.limits.evaluator), "size", f"{w}x{h} {s.optimizer}")
         if s.init == "image" and not req.HasField("init_image"):
             raise InvalidArgumentError("init_image", "init is IMAGE but no init_image given", "an encoded image")
         init_size = self.probe(req.init_image, "init_image") if s.init == "image" else None
@@ -417,14 +418,11 @@ class RequestReader:
         s = evaluate_settings(req, default_model=self.default_style_model)
         spec = self.available_spec(s.model)
         if not spec.supports_style and not req.content_layers and not req.style_layers:
-            raise InvalidArgumentError("model", f"{spec.name} lacks the default style layers",
-                                       [x.name for x in list_specs() if x.supports_style])
+            raise InvalidArgumentError("model", f"{spec.name} lacks the default style layers", [x.name for x in list_specs() if x.supports_style])
         check_layers(spec.name, spec.layer_names, s)
         if not req.candidates:
             raise InvalidArgumentError("candidates", "no candidate images", f"1 to {MAX_CANDIDATES} images")
         refuse_style_masks(req, ("mask", "source_mask"), "Evaluate scores whole pictures", "no mask")
-        if len(req.candidates) > MAX_CANDIDATES:
-            raise InvalidArgumentError("candidates", f"{len(req.candidates)} candidates", f"at most {MAX_CANDIDATES}")
         sizes = []
         for i, c in enumerate(req.candidates):  # every header before any pixel decodes
             w, h = self.probe(c, f"candidates[{i}]")
@@ -433,6 +431,9 @@ class RequestReader:
                                            f"at least {spec.min_side} px")
             self.check_side(max(w, h), f"candidates[{i}]")
             sizes.append((w, h))
+        big = max(sizes, key=lambda wh: wh[0] * wh[1])
+        self.check_memory(evaluate_memory([(h, w) for w, h in sizes]), "candidates",
+                          f"scoring a {big[0]}x{big[1]} candidate", "smaller candidates")
         content, styles = self._content_and_styles(req, s, spec.min_side, max(max(wh) for wh in sizes),
                                                    self._content_size(req))
         cands = tuple(self.image(c, f"candidates[{i}]", size=sizes[i]).numpy() for i, c in enumerate(req.candidates))

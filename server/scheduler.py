@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import concurrent.futures
 import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable
 
 from ._cpu_share import CpuShare, current_share, install_pause_hooks, pausable_thread
 
@@ -140,7 +139,9 @@ class _PausingCancel:
         return getattr(self._event, name)
 
 
-_TRIM_ABOVE = 256 << 20  # bytes: short jobs estimated above this hand their memory back when they end
+# Bytes: short jobs estimated above this hand their memory back when they end. A painting over
+# feedforward.ARENA_KEEP_PIXELS (which shrinks onnxruntime's arena) is estimated above it.
+_TRIM_ABOVE = 320 << 20
 _LATEST_WINS = ("progress", "frame", "scores")
 _CALLERS_KEPT = 1024
 _BACKLOG = 8
@@ -334,18 +335,6 @@ class Scheduler:
             else:
                 self.share.long_running(False)
         self._dispatch()
-
-    @contextlib.contextmanager
-    def short_work(self) -> Iterator[None]:
-        """Short work that is not a job (Evaluate's scoring): the long job pauses while it runs."""
-        if self.share is not None:
-            self.share.short_started()
-        try:
-            yield
-        finally:
-            if self.share is not None:
-                self.share.short_ended()
-                self._dispatch()
 
     def withdraw(self, job: Job) -> bool:
         """The caller went away: drop a waiting job, or ask a running one to stop. True when the

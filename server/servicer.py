@@ -30,7 +30,7 @@ from .codec import AnimationWriter, encode_image
 from .engine.events import Accepted, AnimationFrame, Checkpoint, Event, Progress, Result
 from .engine.imaging import to_uint8
 from .engine.runtime import RenderCancelled, ServerShuttingDown
-from .evaluator import Evaluator, style_terms
+from .evaluator import EvaluateRun, Evaluator
 from .jobs import INTERRUPTED, QUEUED, JobRecord, JobStore, StoreOutOfSpaceError, StoreUnavailableError
 from .jobs.journal import Journal
 from .jobs.service import JobBook, check_request_id, request_fingerprint, retry_target, upkeep_round
@@ -459,19 +459,18 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
 
     async def Evaluate(self, request: pb.EvaluateRequest, context: Any) -> pb.EvaluateResponse:
         job = await self._read(self.requests.evaluate, request)
-        s, terms = job.settings, style_terms(job.settings)
-
-        def run() -> list[dict[str, float]]:
-            scorer = self.evaluator.scorer(s.model, list(terms.content_layers) + list(terms.style_layers))
-            return scorer.style_terms(job.content, job.styles, job.candidates, terms=terms,
-                                      style_weights=[x.weight for x in s.styles],
-                                      style_scales=[x.scale for x in s.styles])
-
-        with self.scheduler.short_work():  # scoring is short work: a long job on the CPU pauses meanwhile
-            values = await asyncio.get_running_loop().run_in_executor(self.evaluator.pool, run)
-        return pb.EvaluateResponse(model=s.model, evaluator=self.evaluator.name, candidates=[
+        run = EvaluateRun(self.evaluator, job)
+        queued = Job(run.body, lambda _q: None, "Evaluate", pixels=run.pixels, lane=SHORT, memory=run.memory,
+                     caller=self._owner(context.invocation_metadata(), context.peer()))
+        self.scheduler.submit(queued)  # the short lane's queue, per-caller cap and memory admission
+        try:
+            async for _ in queued.responses():  # queue positions: a unary call has nowhere to send them
+                pass
+        finally:
+            self.scheduler.withdraw(queued)  # the call ended early: drop it, or stop it between candidates
+        return pb.EvaluateResponse(model=job.settings.model, evaluator=self.evaluator.name, candidates=[
             pb.CandidateScores(values=v, width=c.shape[-1], height=c.shape[-2])
-            for v, c in zip(values, job.candidates)])
+            for v, c in zip(run.values, job.candidates)])
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
         models = []

@@ -12,7 +12,7 @@ from typing import Sequence
 from dreamrender.settings import LARGE_SCALE_PIXELS, DreamSettings, GanSettings, StyleSettings
 
 __all__ = ["AUTO_TILE_PIXELS", "AUTO_TILE", "LBFGS_HISTORY_BYTES", "LBFGS_STORAGE", "STORAGE_BYTES", "MIN_LBFGS_PAIRS", "style_tile", "lbfgs_pairs",
-           "style_memory", "dream_memory", "gan_memory", "feed_forward_memory", "MiB", "EVAL_MAX_PIXELS",
+           "style_memory", "dream_memory", "gan_memory", "feed_forward_memory", "evaluate_memory", "MiB", "EVAL_MAX_PIXELS",
            "scale_cost", "TILED_COST"]
 
 MiB = 1 << 20
@@ -123,12 +123,27 @@ def gan_memory(s: GanSettings, images: int) -> int:
     return _GAN_BASE + data + s.batch * s.size * s.size * _GAN_ACTIVATION_BYTES + (_GAN_FID if s.fid_samples else 0)
 
 
-_FF_BASE = 60 * MiB  # the sessions' arenas beyond the activations, the decoded images
-# onnxruntime's peak RSS growth per output pixel, measured at 256-1024 px: the 26-style network
-# 290 bytes, Magenta's transformer 190 (its arena grows with the largest picture it has run).
-_FF_BYTES_PER_PX = 320
+_FF_BASE = 60 * MiB  # the sessions beyond their arenas, the decoded images
+# Peak RSS growth per output pixel of a feed-forward painting: onnxruntime's arena grows to its
+# largest run (the 26-style network at 2048 px: 810 bytes/px on its first run here) plus the
+# padded input, the output and its uint8 and PNG copies. #28 D23 measured 1050 bytes/px at 2048
+# and 4096 px (3249 MB, 11.9 GB); 320 here was 3x low, and feed-forward went unchecked.
+_FF_BYTES_PER_PX = 1100
 
 
 def feed_forward_memory(h: int, w: int) -> int:
     """Peak bytes a feed-forward painting of (h, w) adds."""
     return _FF_BASE + h * w * _FF_BYTES_PER_PX
+
+
+# Evaluate (#28 D24): onnxruntime's forward of the largest candidate with every scored layer's
+# output held, the style image's at that size for the Grams, and the float64 blocks of the Grams.
+# Measured here: the targets and one candidate at 512x341 peaked 258 MB above the session; a
+# 2048x2048 candidate took a server from 318 to 7186 MB (1.6 kB/px).
+_EVAL_CALL_BYTES_PER_PX = 1700
+_EVAL_CALL_BASE = 250 * MiB  # the session, and its export's torch network the first time a layer set is used
+
+
+def evaluate_memory(sizes: Sequence[tuple[int, int]]) -> int:
+    """Peak bytes an Evaluate call of candidates of (h, w) `sizes` adds (they are scored one by one)."""
+    return _EVAL_CALL_BASE + max(h * w for h, w in sizes) * _EVAL_CALL_BYTES_PER_PX

@@ -89,3 +89,34 @@ def test_cancel_before_the_pass(nets):
     cancel.set()
     with pytest.raises(RenderCancelled):
         render_feed_forward(nets, _img(30, 30, 0), [_img(30, 30, 1)], settings=StyleSettings(size=32), cancel=cancel)
+
+
+class _Recording:
+    """A session that records the RunOptions each run was given."""
+
+    def __init__(self, session) -> None:
+        self.session, self.options = session, []
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    def run(self, names, feeds, run_options=None):
+        self.options.append(run_options)
+        return self.session.run(names, feeds, run_options)
+
+
+def test_large_paintings_hand_back_onnxruntimes_arena(nets):
+    """#28 D25: the CPU arena kept what a session's largest run needed (three 2048 px presets left a
+    server at 5.2 GB). Runs over ARENA_KEEP_PIXELS shrink it when they end; small ones keep it."""
+    from dreamrender.server.engine.feedforward import ARENA_KEEP_PIXELS
+
+    multistyle, transform = _Recording(nets.multistyle), _Recording(nets.transform)
+    rec = FeedForwardNets(predict=nets.predict, transform=transform, multistyle=multistyle)
+    side = int(ARENA_KEEP_PIXELS ** 0.5) + 8
+    for h, w in ((64, 96), (side, side)):
+        stylize_presets(rec, _img(h, w, 0), [(3, 1.0)], 1.0)
+        stylize_arbitrary(rec, _img(h, w, 1), [_img(64, 64, 2)], [1.0], 1.0)
+    for runs in (multistyle.options, transform.options):
+        small, large = runs
+        assert small is None
+        assert large.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"

@@ -233,3 +233,75 @@ def test_get_job_of_a_result_larger_than_a_message(models_dir, tmp_path):
         assert (tmp_path / "out.png").read_bytes() == whole
     finally:
         srv.stop()
+
+
+def test_evaluate_does_not_wait_behind_checkpoint_scoring(models_dir):
+    """D20: Evaluate shared the evaluator's one thread (nice 19) with checkpoint scoring, and waited
+    17-79 s behind renders. It now runs in the short lane: with that thread held, it still answers."""
+    srv = start_server(models_dir)
+    release = threading.Event()
+    try:
+        srv.server.evaluator.pool.submit(release.wait, 60)  # checkpoint scoring, stuck for a minute
+        with DreamClient(srv.target) as c:
+            t = time.monotonic()
+            rows = c.evaluate(CONTENT, [STYLE], [CONTENT], timeout=20)
+            assert time.monotonic() - t < 20 and rows[0]["content"] == 0.0
+    finally:
+        release.set()
+        srv.stop()
+
+
+def test_evaluate_counts_against_the_memory_limit_and_the_short_lane(models_dir):
+    """D24: Evaluate bypassed --max-job-memory and the queue (a 2048x2048 candidate under a 1024 MB
+    limit took a server to 7186 MB). It is now refused from the candidates' headers, naming both
+    figures, and it waits in the short lane's queue under its per-caller cap."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1600, 1600), (90, 120, 150)).save(buf, "PNG")
+    srv = start_server(models_dir, max_job_memory=1024, max_side=2048, short_jobs_per_caller=1)
+    try:
+        with DreamClient(srv.target) as c:
+            t = time.monotonic()
+            err = _refused(lambda: c.evaluate(CONTENT, [STYLE], [CONTENT, buf.getvalue()], timeout=30), "candidates",
+                           grpc.StatusCode.RESOURCE_EXHAUSTED, "--max-job-memory of 1,024 MB")
+            assert time.monotonic() - t < 1.0 and "1600x1600 candidate" in err.details
+            # One Evaluate held mid-run takes the caller's one short-lane place: a second is refused.
+            gate = threading.Event()
+            original = srv.server.evaluator.scorer
+
+            def held_scorer(*args, **kwargs):
+                gate.wait(30)
+                return original(*args, **kwargs)
+
+            srv.server.evaluator.scorer = held_scorer
+            first = threading.Thread(target=lambda: c.evaluate(CONTENT, [STYLE], [CONTENT], timeout=60))
+            first.start()
+            deadline = time.monotonic() + 10
+            while not srv.scheduler.running() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with pytest.raises(DreamError) as second:
+                c.evaluate(CONTENT, [STYLE], [CONTENT], timeout=30)
+            assert second.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "per-caller" in second.value.details
+            gate.set()
+            first.join(30)
+            assert not first.is_alive()
+    finally:
+        srv.stop()
+
+
+def test_feed_forward_paintings_count_against_the_memory_limit(models_dir):
+    """D23: --max-job-memory did not apply to feed-forward renders (presets at 2048 px peaked at
+    3249 MB under a 1024 MB limit). Their estimate now follows onnxruntime's arena, checked first."""
+    srv = start_server(models_dir, max_job_memory=1024, max_side=2048)
+    try:
+        with DreamClient(srv.target) as c:
+            t = time.monotonic()
+            err = _refused(lambda: c.style(CONTENT, [], presets=[3], size=2048, timeout=30), "size",
+                           grpc.StatusCode.RESOURCE_EXHAUSTED, "feed-forward painting")
+            assert time.monotonic() - t < 1.0 and "--max-job-memory of 1,024 MB" in err.details
+            assert c.style(CONTENT, [], presets=[3], size=256, timeout=30).startswith(b"\x89PNG")
+    finally:
+        srv.stop()

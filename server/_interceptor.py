@@ -19,7 +19,8 @@ from .engine.runtime import RenderCancelled, ServerShuttingDown
 from .jobs import JobEndedError, JobNotFoundError, StoreFullError, StoreUnavailableError
 from .scheduler import QueueFullError
 
-__all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome", "quiet_lost_client_errors", "ParseGuard"]
+__all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome", "quiet_lost_client_errors", "ParseGuard",
+           "request_cap", "SMALL_REQUEST_BYTES"]
 
 
 log = logging.getLogger(__name__)
@@ -108,21 +109,40 @@ def _trailers(code: grpc.StatusCode, message: str, details: list[Any]) -> tuple[
 
 
 class _Unparsable:
-    """What the request deserializer returns for bytes that are not a valid message (the handler
-    turns it into INVALID_ARGUMENT: grpc's own path would log a traceback and answer UNKNOWN)."""
+    """What the request deserializer returns for bytes it will not parse (the handler raises
+    `refuse()`): not a valid message (INVALID_ARGUMENT; grpc's own path logged a traceback and
+    answered UNKNOWN), or more bytes than the method takes (RESOURCE_EXHAUSTED, never parsed)."""
 
-    def __init__(self, type_name: str, error: Exception) -> None:
-        self.type_name, self.error = type_name, error
+    def __init__(self, type_name: str, error: Exception | None, size: int = 0, cap: int = 0) -> None:
+        self.type_name, self.error, self.size, self.cap = type_name, error, size, cap
 
     def refuse(self) -> InvalidArgumentError:
+        if self.error is None:
+            return ResourceLimitError("request", f"a {self.type_name} of {self.size:,} bytes is more than this "
+                                                 "method takes", f"at most {self.cap:,} bytes")
         return InvalidArgumentError("request", f"cannot parse the {self.type_name} ({describe(self.error)})",
                                     f"a serialized {self.type_name} (valid protobuf, strings in UTF-8)")
 
 
-def _safe_deserializer(deserializer: Any, method: str) -> Any:
+# The largest request each method takes, checked on its bytes before any parsing (#28 D18: a
+# 60 MiB GetJob was parsed, stalling health for up to a second and growing RSS by 780 MB, before
+# anything looked at it, a token included). Methods that carry images or training data take up
+# to the server's --max-message-mb; the others' requests are ids, names and numbers.
+SMALL_REQUEST_BYTES = 64 << 10
+_LARGE_REQUESTS = frozenset({"RenderDream", "RenderStyle", "Evaluate", "TrainGenerator"})
+
+
+def request_cap(method: str, max_message: int) -> int:
+    """Bytes a request of `method` ("/package.Service/Method") may have."""
+    return max_message if method.rsplit("/", 1)[-1] in _LARGE_REQUESTS else min(max_message, SMALL_REQUEST_BYTES)
+
+
+def _safe_deserializer(deserializer: Any, method: str, cap: int) -> Any:
     type_name = method.rsplit("/", 1)[-1] + "Request"
 
     def parse(data: bytes) -> Any:
+        if len(data) > cap:
+            return _Unparsable(type_name, None, len(data), cap)
         try:
             return deserializer(data)
         except Exception as exc:  # DecodeError, invalid UTF-8 in a string field, ...
@@ -134,11 +154,12 @@ def _safe_deserializer(deserializer: Any, method: str) -> Any:
 def _parse_guarded(handler: Any, method: str) -> Any:
     """A health (or other library) method whose bytes that do not parse get INVALID_ARGUMENT, quietly:
     grpc's own deserializer answered UNKNOWN and logged a traceback per call, so that anyone
-    could flood the log without a token (#28 D6)."""
-    parse = _safe_deserializer(handler.request_deserializer, method)
+    could flood the log without a token (#28 D6). Over SMALL_REQUEST_BYTES: RESOURCE_EXHAUSTED."""
+    parse = _safe_deserializer(handler.request_deserializer, method, SMALL_REQUEST_BYTES)
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request.refuse()))
+        exc = request.refuse()
+        await context.abort(status_for(exc)[0], str(exc))
 
     if handler.unary_unary is not None:
         inner_unary = handler.unary_unary
@@ -208,8 +229,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns exceptions escaping a handler into the right status (with BadRequest details), and
     counts every call's final status in `metrics` (when given)."""
 
-    def __init__(self, metrics: Any = None) -> None:
+    def __init__(self, metrics: Any = None, max_message_bytes: int = 64 << 20) -> None:
         self.metrics = metrics
+        self.max_message_bytes = max_message_bytes  # the image-carrying methods' request cap
 
     @contextlib.asynccontextmanager
     async def _outcome(self, method: str, context: grpc.aio.ServicerContext,
@@ -247,7 +269,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if not details.method.startswith("/dreamrender."):
             return _parse_guarded(handler, details.method)  # health and reflection: their other errors are their own
         method = details.method
-        parse = _safe_deserializer(handler.request_deserializer, method)
+        parse = _safe_deserializer(handler.request_deserializer, method, request_cap(method, self.max_message_bytes))
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 

@@ -305,3 +305,44 @@ def test_feed_forward_paintings_count_against_the_memory_limit(models_dir):
             assert c.style(CONTENT, [], presets=[3], size=256, timeout=30).startswith(b"\x89PNG")
     finally:
         srv.stop()
+
+
+def _bytes_call(channel: grpc.Channel, method: str):
+    return channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+
+
+def test_each_method_has_a_receive_cap_checked_before_parsing(server):
+    """D18: a 60 MiB GetJob was parsed (health stalled up to a second, RSS +780 MB) before anything
+    looked at it. Methods without images now take 64 KiB, checked on the bytes; health too."""
+    from grpc_health.v1 import health_pb2
+
+    with grpc.insecure_channel(server.target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        cases = [("/dreamrender.v1.DreamRenderService/GetJob", pb.GetJobRequest(job_id="a" * (48 << 20))),
+                 ("/dreamrender.v1.DreamRenderService/ListJobs", pb.ListJobsRequest(page_token="b" * (100 << 10))),
+                 ("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest(service="c" * (1 << 20)))]
+        for method, request in cases:
+            t = time.monotonic()
+            with pytest.raises(grpc.RpcError) as err:
+                _bytes_call(ch, method)(request.SerializeToString(), timeout=30)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (method, err.value)
+            assert "more than this method takes (allowed: at most 65,536 bytes)" in err.value.details()
+            assert time.monotonic() - t < 2.0
+    with DreamClient(server.target) as c:  # the image-carrying methods keep the server's message cap
+        assert c.style(CONTENT, [STYLE], **QUICK).startswith(b"\x89PNG")
+
+
+def test_compressed_requests_are_refused_without_being_inflated(server):
+    """D17: 200 MiB of zeros gzip-compressed to 200 KB was inflated in full before the size check,
+    stalling health 400-610 ms per call. The server accepts identity only: UNIMPLEMENTED at once."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    bomb = pb.GetJobRequest(job_id="0" * (32 << 20)).SerializeToString()
+    with grpc.insecure_channel(server.target, compression=grpc.Compression.Gzip,
+                               options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            _bytes_call(ch, "/dreamrender.v1.DreamRenderService/GetJob")(bomb, timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "gzip" in err.value.details()
+    with grpc.insecure_channel(server.target) as ch:
+        t = time.monotonic()
+        assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1
+        assert time.monotonic() - t < 1.0

@@ -1,6 +1,7 @@
 """The one interceptor that maps domain errors to gRPC status codes."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -20,7 +21,8 @@ from .jobs import JobEndedError, JobNotFoundError, StoreFullError, StoreUnavaila
 from .scheduler import QueueFullError
 
 __all__ = ["ErrorInterceptor", "status_for", "ended_as", "CallOutcome", "quiet_lost_client_errors", "ParseGuard",
-           "request_cap", "SMALL_REQUEST_BYTES"]
+           "request_cap", "SMALL_REQUEST_BYTES",
+           "ServerDeadlineError"]
 
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
         return grpc.StatusCode.UNAVAILABLE, str(exc), []
     if isinstance(exc, RenderCancelled):
         return grpc.StatusCode.CANCELLED, str(exc), []
+    if isinstance(exc, ServerDeadlineError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc), []
     if isinstance(exc, _oom_types()) or _cpu_oom(exc):
         hint = "out of memory: try a smaller size, a smaller tile_size, or the adam optimizer"
         return grpc.StatusCode.RESOURCE_EXHAUSTED, hint, []
@@ -106,6 +110,10 @@ def _trailers(code: grpc.StatusCode, message: str, details: list[Any]) -> tuple[
         packed.append(a)
     st = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
     return tuple(rpc_status.to_status(st).trailing_metadata)
+
+
+class ServerDeadlineError(TimeoutError):
+    """A unary call ran past the server's own deadline (--rpc-deadline): DEADLINE_EXCEEDED."""
 
 
 class _Unparsable:
@@ -229,9 +237,21 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns exceptions escaping a handler into the right status (with BadRequest details), and
     counts every call's final status in `metrics` (when given)."""
 
-    def __init__(self, metrics: Any = None, max_message_bytes: int = 64 << 20) -> None:
+    def __init__(self, metrics: Any = None, max_message_bytes: int = 64 << 20, rpc_deadline: float = 0.0) -> None:
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes  # the image-carrying methods' request cap
+        self.rpc_deadline = rpc_deadline  # seconds a unary call may take here (0: no limit)
+
+    async def _within_deadline(self, method: str, call: Any) -> Any:
+        """Await `call`, cancelling it once the server's deadline passes (#28: no call waits forever,
+        whatever deadline its caller set; a cancelled Evaluate stops between candidates)."""
+        if not self.rpc_deadline:
+            return await call
+        try:
+            return await asyncio.wait_for(call, self.rpc_deadline)
+        except asyncio.TimeoutError:
+            raise ServerDeadlineError(f"{method.rsplit('/', 1)[-1]} ran past this server's deadline of "
+                                      f"{self.rpc_deadline:g} s (--rpc-deadline)") from None
 
     @contextlib.asynccontextmanager
     async def _outcome(self, method: str, context: grpc.aio.ServicerContext,
@@ -293,7 +313,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 async with self._outcome(method, context):
                     if isinstance(request, _Unparsable):
                         raise request.refuse()
-                    return await inner_unary(request, context)
+                    return await self._within_deadline(method, inner_unary(request, context))
 
             return handler._replace(unary_unary=unary_unary, request_deserializer=parse)
         return handler

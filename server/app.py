@@ -96,6 +96,9 @@ class ServerConfig:
     max_train_mb: int = _cfg(512, "MiB an archive's images may take uncompressed (from its directory or headers)")
     max_message_mb: int = _cfg(MAX_MESSAGE_MB, "largest gRPC message in MiB, each way")
     pull: tuple[str, ...] = _cfg((), "fetch this model's weights at start (repeatable)", metavar="MODEL")
+    rpc_deadline: float = _cfg(300.0, "seconds a unary call (Evaluate, GetJob, ListJobs, CancelJob, ListModels) may take "
+                                      "here before DEADLINE_EXCEEDED, whatever deadline its caller set (0: none); "
+                                      "streaming renders answer at once and send progress instead", type=float)
     grace: float = _cfg(30.0, "seconds running jobs get to finish on SIGTERM")
     keepalive: float = _cfg(10.0, "seconds between HTTP/2 pings to each client; a client that misses one for "
                                   "--keepalive-timeout is gone, and its render stops (0: no pings)")
@@ -284,7 +287,8 @@ def create_server(config: ServerConfig) -> Server:
     max_job_memory = (config.max_job_memory or int(0.8 * machine_memory() / MiB)) * MiB
     scheduler = _scheduler(config, str(device), max_job_memory, metrics)
     quiet_lost_client_errors()
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(metrics, config.max_message_bytes)]
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor(metrics, config.max_message_bytes,
+                                                                                config.rpc_deadline)]
     if config.auth_token_file:
         interceptors.append(TokenAuthInterceptor(load_tokens(config.auth_token_file)))
     server = grpc.aio.server(interceptors=interceptors, options=_grpc_options(config))

@@ -346,3 +346,36 @@ def test_compressed_requests_are_refused_without_being_inflated(server):
         t = time.monotonic()
         assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1
         assert time.monotonic() - t < 1.0
+
+
+def test_a_unary_call_ends_at_the_servers_deadline(models_dir):
+    """Acceptance 4: no call waits forever. A unary call past --rpc-deadline gets DEADLINE_EXCEEDED
+    whatever deadline its caller set, and an Evaluate cut off so stops before its next candidate."""
+    srv = start_server(models_dir, rpc_deadline=0.5)
+    gate, scored = threading.Event(), []
+    original = srv.server.evaluator.scorer
+
+    def held_scorer(*args, **kwargs):
+        gate.wait(30)
+        scorer = original(*args, **kwargs)
+        real = scorer.candidate_terms
+        scorer.candidate_terms = lambda *a, **k: scored.append(1) or real(*a, **k)
+        return scorer
+
+    srv.server.evaluator.scorer = held_scorer
+    try:
+        with DreamClient(srv.target) as c:
+            t = time.monotonic()
+            with pytest.raises(DreamError) as err:
+                c.evaluate(CONTENT, [STYLE], [CONTENT, CONTENT], timeout=60)
+            assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and "--rpc-deadline" in err.value.details
+            assert time.monotonic() - t < 3.0
+            gate.set()
+            deadline = time.monotonic() + 10
+            while srv.scheduler.running() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not srv.scheduler.running() and scored == []  # stopped before its first candidate
+            assert c.list_jobs().jobs is not None  # other calls go on
+    finally:
+        gate.set()
+        srv.stop()

@@ -119,3 +119,43 @@ def test_an_unusable_sqlite_file_is_one_line_at_start(tmp_path, spoil):
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "move it aside" in lines[0], r.stderr
+
+
+def test_a_sqlite_file_spoiled_under_a_running_server(models_dir, tmp_path, caplog):
+    """D5: with the pages after the first overwritten by garbage, every render, ListJobs and GetJob
+    got INTERNAL "DatabaseError" and the upkeep logged a traceback every heartbeat. Attached renders
+    now run on, the calls that need the store get UNAVAILABLE naming the file and what to do."""
+    import contextlib
+    import os
+    import sqlite3
+
+    data = tmp_path / "data"
+    srv = start_server(models_dir, data_dir=str(data), job_heartbeat=0.3)
+    caplog.set_level(logging.WARNING)
+    try:
+        with DreamClient(srv.target) as c:
+            done = [_job_id(c.render_style(CONTENT, [STYLE], **QUICK))[0] for _ in range(3)]
+            path = data / "jobs.sqlite3"
+            with contextlib.closing(sqlite3.connect(path)) as db:  # the pages into the file, not the WAL
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            size = path.stat().st_size
+            assert size > 4096
+            with open(path, "r+b") as spoil:  # every page after the first
+                spoil.seek(4096)
+                spoil.write(os.urandom(size - 4096))
+            job_id, events = _job_id(c.render_style(CONTENT, [STYLE], **QUICK))
+            assert isinstance(events[-1], pb.Result)  # attached: the render never needed the store
+            outcomes = []
+            for call in (lambda: c.get_job(done[0]), lambda: c.list_jobs(), lambda: c.get_job(job_id)):
+                try:
+                    call()
+                    outcomes.append("OK")
+                except DreamError as err:
+                    assert err.code == grpc.StatusCode.UNAVAILABLE, err
+                    assert str(path) in err.details and "move the file aside" in err.details
+                    outcomes.append(err.code.name)
+            assert "UNAVAILABLE" in outcomes, outcomes  # the spoiled pages were read, and said so
+            time.sleep(1.0)  # a few heartbeats of the upkeep over the spoiled file
+        _no_tracebacks(caplog)
+    finally:
+        srv.stop()

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from dreamrender.client import DreamClient
 from dreamrender.server.engine.imaging import fit_long_side
@@ -102,19 +103,26 @@ def style(size: int, optimizer: str, warmup: int, flags: tuple[str, ...] = (), b
             f"{_per_iter(events, 5):6.2f} s/iter")
 
 
-def dream(size: int, flags: tuple[str, ...] = (), baseline: bool = False) -> str:
+def _measured(send: Callable[[DreamClient], Any], flags: tuple[str, ...] = (), baseline: bool = False,
+              settle: float = 0.5) -> tuple[Any, float, dict[str, float], float]:
+    """`send(client)` against a fresh dreamd: (its value, idle RSS, the memory `settle` s after, seconds)."""
     d = Dreamd(*flags, baseline=baseline)
     try:
         idle = d.memory()["VmRSS"]
         started = time.perf_counter()
         with DreamClient(d.target) as c:
-            events = list(c.render_dream(noise=(size, size), octaves=3, steps=2, preview={"every": 0},
-                                         timeout=7200))
+            value = send(c)
         took = time.perf_counter() - started
-        time.sleep(0.5)
-        m = d.memory()
+        time.sleep(settle)
+        return value, idle, d.memory(), took
     finally:
         d.stop()
+
+
+def dream(size: int, flags: tuple[str, ...] = (), baseline: bool = False) -> str:
+    events, idle, m, took = _measured(lambda c: list(c.render_dream(noise=(size, size), octaves=3, steps=2,
+                                                                    preview={"every": 0}, timeout=7200)),
+                                      flags, baseline)
     assert isinstance(events[-1], pb.Result)
     label = "baseline" if baseline else (" ".join(flags) or "defaults")
     estimate = dream_memory(size, size, DreamSettings(octaves=3, steps=2), evaluator="--no-evaluator" not in flags)
@@ -124,18 +132,9 @@ def dream(size: int, flags: tuple[str, ...] = (), baseline: bool = False) -> str
 
 def whole(size: int, scales: int, iterations: int, flags: tuple[str, ...] = ()) -> str:
     """One whole style render with dreamd's and the request's defaults (checkpoints scored)."""
-    d = Dreamd(*flags)
-    try:
-        idle = d.memory()["VmRSS"]
-        started = time.perf_counter()
-        with DreamClient(d.target) as c:
-            events = list(c.render_style(CONTENT, [STYLE], size=size, scales=scales, iterations=iterations,
-                                         model="vgg16", timeout=7200))
-        took = time.perf_counter() - started
-        time.sleep(1.0)
-        m = d.memory()
-    finally:
-        d.stop()
+    events, idle, m, took = _measured(lambda c: list(c.render_style(
+        CONTENT, [STYLE], size=size, scales=scales, iterations=iterations, model="vgg16", timeout=7200)),
+        flags, settle=1.0)
     assert isinstance(events[-1], pb.Result)
     scores = sum(isinstance(e, pb.CheckpointScores) for e in events)
     return (f"whole style {size:5d} px {scales} x {iterations} L-BFGS {' '.join(flags) or 'defaults':14s} "
@@ -148,18 +147,12 @@ def painting(size: int, repeat: int = 3) -> str:
     (onnxruntime's arena is handed back above feedforward.ARENA_KEEP_PIXELS; #28 D23, D25)."""
     from dreamrender.server.engine.sizing import feed_forward_memory
 
-    d = Dreamd()
-    try:
-        idle = d.memory()["VmRSS"]
-        started = time.perf_counter()
-        with DreamClient(d.target) as c:
-            for i in range(repeat):
-                c.style(CONTENT, [], presets=[i], size=size, timeout=600)
-        took = (time.perf_counter() - started) / repeat
-        time.sleep(1.0)
-        m = d.memory()
-    finally:
-        d.stop()
+    def paint(c: DreamClient) -> None:
+        for i in range(repeat):
+            c.style(CONTENT, [], presets=[i], size=size, timeout=600)
+
+    _, idle, m, took = _measured(paint, settle=1.0)
+    took /= repeat
     h, w = fit_long_side(300, 451, size)
     return (f"presets {size:5d} px x{repeat}: peak {m['VmHWM'] - idle:6.0f} MB over idle {idle:.0f} (estimate "
             f"{feed_forward_memory(h, w) / MiB:.0f}), after {m['VmRSS'] - idle:+5.0f} MB, {took:5.2f} s each")

@@ -161,13 +161,14 @@ def scenarios(target: str) -> dict[str, Callable[[], str]]:
 def main() -> None:  # noqa: D103
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="*", help="scenario names containing these words")
+    p.add_argument("--idle", type=float, default=3.0, help="seconds of the idle window (the machine's own noise)")
     args = p.parse_args()
     d = Dreamd()
     poller = Poller(d.target)
     try:
         with DreamClient(d.target) as client:  # models loaded before any window
             client.style(CONTENT, [], presets=[0], size=256, timeout=600)
-        poller.window("idle", lambda: (time.sleep(3), "idle")[1])
+        poller.window("idle", lambda: (time.sleep(args.idle), "idle")[1])
         for name, run in scenarios(d.target).items():
             if not args.only or any(w in name for w in args.only):
                 poller.window(name, run)

@@ -9,19 +9,23 @@ against `--malloc keep`). `keep_heap()` makes glibc keep freed memory for reuse 
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
-from typing import Any
+import threading
+from typing import Any, Iterator
 
-__all__ = ["keep_heap", "release_memory", "trim_heap", "freeze_startup_objects", "thaw_startup_objects", "machine_memory"]
+__all__ = ["keep_heap", "large_blocks_mapped", "release_memory", "trim_heap", "freeze_startup_objects", "thaw_startup_objects", "machine_memory"]
 
 log = logging.getLogger(__name__)
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
+_MAPPED_FROM = 32 << 20  # glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
 
 
 def _load_libc() -> Any:
@@ -51,7 +55,44 @@ def keep_heap() -> bool:
           and _LIBC.mallopt(_M_ARENA_MAX, 1) == 1)
     if not ok:
         log.warning("mallopt refused the heap settings; renders will page-fault more")
+    global _kept
+    _kept = ok
     return ok
+
+
+_kept = False
+_mapping = 0
+_mapping_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def large_blocks_mapped() -> Iterator[None]:
+    """While a large short job (a painting or an Evaluate over ~250k px) runs, blocks of 32 MiB or
+    more come from their own mmap, so they go back to the OS the moment they are freed.
+
+    Why: under `keep_heap` they would stay in the heap until `release_memory`, and its
+    malloc_trim hands back gigabytes while holding glibc's one arena lock: every thread's malloc,
+    the health check's included, waited 107-342 ms after a 2048 px painting or Evaluate
+    (bench/bench_hostile_health.py). With them mapped, the trim after the job has only the small
+    blocks left to hand back (two 2048 px presets: health at most 17-23 ms, RSS left +132 MB).
+    Long renders keep the heap (their per-step page faults are what keep_heap saves); a render
+    running beside such a job maps its large blocks meanwhile."""
+    global _mapping
+    if not _kept:
+        yield
+        return
+    with _mapping_lock:
+        if _mapping == 0:
+            _LIBC.mallopt(_M_MMAP_THRESHOLD, _MAPPED_FROM)
+            _LIBC.mallopt(_M_MMAP_MAX, 1 << 16)
+        _mapping += 1
+    try:
+        yield
+    finally:
+        with _mapping_lock:
+            _mapping -= 1
+            if _mapping == 0:
+                _LIBC.mallopt(_M_MMAP_MAX, 0)
 
 
 def freeze_startup_objects() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import concurrent.futures
 import logging
 import threading
@@ -15,7 +16,7 @@ from typing import Any, AsyncIterator, Callable
 from ._cpu_share import CpuShare, current_share, install_pause_hooks, pausable_thread
 
 from .engine.events import Queued
-from .memory import release_memory
+from .memory import large_blocks_mapped, release_memory
 
 __all__ = ["QueueFullError", "QueuedPixelsError", "CallerLimitError", "Job", "Scheduler", "LaneLimits", "LONG", "SHORT"]
 
@@ -370,17 +371,20 @@ class Scheduler:
     def _run(job: Job) -> None:
         job.started = True
         share = current_share()
+        # A large short job maps its large blocks, which are handed back as they are freed (see
+        # large_blocks_mapped); a small one's memory is reused by the next (trimming it would cost
+        # a 512 px painting 6 ms, and the next one its page faults). Long jobs trim at their end.
+        large = job.lane == SHORT and job.memory > _TRIM_ABOVE
         try:
-            job.body(job.emit, job.cancel if share is None else _PausingCancel(job.cancel, share))
+            with large_blocks_mapped() if large else contextlib.nullcontext():
+                job.body(job.emit, job.cancel if share is None else _PausingCancel(job.cancel, share))
         except BaseException as exc:  # handed to the caller's stream, mapped to a status there
             job._finish(job.abort_reason or exc)
         else:
             job._finish(None)
         finally:
             job.body = _released  # drop the closures (and the images they hold) now
-            # A small short job's memory is reused by the next one; trimming it would cost a
-            # 512 px painting 6 ms, and the next one its page faults.
-            if job.lane == LONG or job.memory > _TRIM_ABOVE:
+            if job.lane == LONG or large:  # a large job's heap is small now: its trim is short
                 release_memory()
 
     def abort_all(self, reason: Callable[[Job], BaseException]) -> None:

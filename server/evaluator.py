@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -20,11 +20,12 @@ from dreamrender.client.scoring import Scorer, StyleTargets, StyleTerms
 from dreamrender.models import ModelStore, export_onnx
 from dreamrender.settings import DreamSettings, StyleSettings
 
-from .requests import EvaluateJob
-
 from .engine.events import Checkpoint, Event, Result, Scores
 from .engine.runtime import RenderCancelled
 from .engine.sizing import EVAL_MAX_PIXELS, evaluate_memory
+
+if TYPE_CHECKING:  # only a type here: the evaluator never reads requests
+    from .requests import EvaluateJob
 
 __all__ = ["Evaluator", "CheckpointScorer", "EvaluateRun", "style_terms"]
 

@@ -27,6 +27,10 @@ _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 _MAPPED_FROM = 32 << 20  # glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
 
+_kept = False  # keep_heap's settings are in force
+_mapping = 0  # large_blocks_mapped contexts open now
+_mapping_lock = threading.Lock()
+
 
 def _load_libc() -> Any:
     try:
@@ -58,11 +62,6 @@ def keep_heap() -> bool:
     global _kept
     _kept = ok
     return ok
-
-
-_kept = False
-_mapping = 0
-_mapping_lock = threading.Lock()
 
 
 @contextlib.contextmanager

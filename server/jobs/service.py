@@ -7,10 +7,10 @@ process, in another replica sharing a Redis store, or that was resumed after a r
 from __future__ import annotations
 
 import asyncio
-import logging
 import base64
 import binascii
 import hashlib
+import logging
 import re
 from typing import Any, AsyncIterator, Awaitable, Callable
 

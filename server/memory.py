@@ -75,7 +75,9 @@ def large_blocks_mapped() -> Iterator[None]:
     (bench/bench_hostile_health.py). With them mapped, the trim after the job has only the small
     blocks left to hand back (two 2048 px presets: health at most 17-23 ms, RSS left +132 MB).
     Long renders keep the heap (their per-step page faults are what keep_heap saves); a render
-    running beside such a job maps its large blocks meanwhile."""
+    running beside such a job maps its large blocks meanwhile. Limit: glibc maps only what its
+    heap cannot serve, so a block that fits free heap space (say, left by a long render before)
+    comes from the heap, and the trim after the job is long again."""
     global _mapping
     if not _kept:
         yield

@@ -401,3 +401,15 @@ class AsyncDreamClient(_Common, AsyncJobCalls, AsyncGanCalls):
     async def list_models(self, *, timeout: float | None = 30.0, metadata: Metadata | None = None) -> list[pb.ModelInfo]:
         return list((await self.catalog(timeout=timeout, metadata=metadata)).models)
 
+    async def health(self, service: str = "", *, timeout: float | None = 10.0, metadata: Metadata | None = None) -> str:
+        """The health service's status name for `service` ("SERVING", "NOT_SERVING", ...)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            resp = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout,
+                                    metadata=self._md(metadata))
+        except grpc.RpcError as err:
+            raise DreamError.from_rpc_error(err) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+

@@ -23,12 +23,12 @@ step "virtual environment $VENV"
 PY="$VENV/bin/python"
 "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
 
-step "install torch ($TORCH_SPEC) and dreamrender[server,test,deploy] from the lock"
+step "install torch ($TORCH_SPEC) and dreamrender[server,test,deploy,web] from the lock"
 # Every package at the version in deploy/constraints.txt (refresh: bash deploy/lock.sh). torch
 # first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 LOCK=(-c deploy/constraints.txt)
 "$PY" -m pip install -q --disable-pip-version-check "${LOCK[@]}" "$TORCH_SPEC"
-"$PY" -m pip install -q --disable-pip-version-check "${LOCK[@]}" -e '.[server,test,deploy]'
+"$PY" -m pip install -q --disable-pip-version-check "${LOCK[@]}" -e '.[server,test,deploy,web]'
 
 step "test prerequisites: redis-server (Debian), buf and the compose schema (npm)"
 install_redis

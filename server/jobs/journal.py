@@ -33,7 +33,8 @@ class Journal:
 
     def __init__(self, store: JobStore, job_id: str, cancel: threading.Event, *,
                  encode_png: Callable[[Any], bytes] | None = None, deferred: bool = False,
-                 record: JobRecord | None = None, on_unsaved: Callable[["Journal"], None] | None = None) -> None:
+                 record: JobRecord | None = None, on_unsaved: Callable[["Journal"], None] | None = None,
+                 on_write: Callable[[str], None] | None = None) -> None:
         self.store, self.job_id, self.cancel = store, job_id, cancel
         self.encode_png = encode_png  # None: checkpoints are not kept (dreams start afresh anyway)
         self._last_write = 0.0
@@ -46,6 +47,7 @@ class Journal:
         # server's upkeep retries it), so a finished job's result reaches the store once it is back.
         self.record, self._known, self._unsaved = record, {}, {}
         self.on_unsaved, self._warned = on_unsaved, False
+        self.on_write = on_write  # told the job's id after each write (wakes its watchers)
 
     def _update(self, final: bool = False, **fields: object) -> None:
         if self._pending is not None:
@@ -78,6 +80,8 @@ class Journal:
             log.exception("job %s: the job store refused an update", self.job_id)
             return False
         self._unsaved = {}
+        if self.on_write is not None:
+            self.on_write(self.job_id)
         if self._warned:
             log.info("job %s: its record is written again", self.job_id)
             self._warned = False

@@ -147,6 +147,24 @@ class JobBook:
 
     def __init__(self, store: JobStore, *, private: bool, max_message_bytes: int = 0) -> None:
         self.store, self.private, self.max_message_bytes = store, private, max_message_bytes
+        # Watchers of jobs that run in this process wake when their journal writes (`changed`)
+        # instead of at their next poll: a frame reaches a watcher in milliseconds, not up to
+        # POLL_SECONDS later (#29: frames reach a browser within 50 ms). Jobs on other replicas
+        # are still polled.
+        self._wakers: dict[str, set[asyncio.Event]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def changed(self, job_id: str) -> None:
+        """The job's record was written (callable from any thread): wake its watchers here."""
+        if self._loop is not None and job_id in self._wakers:
+            try:
+                self._loop.call_soon_threadsafe(self._wake, job_id)
+            except RuntimeError:  # the loop closed (the server stopped): nobody is watching
+                pass
+
+    def _wake(self, job_id: str) -> None:
+        for waker in self._wakers.get(job_id, ()):
+            waker.set()
 
     async def _io(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kw)  # store calls block (SQLite, Redis)
@@ -198,7 +216,20 @@ class JobBook:
         """The job's events as `response_type` messages: accepted, its current progress and
         frame, then each change until the result (or its failure, raised as JobEndedError)."""
         rec = await self.lookup(job_id, owner)
-        yield response_type(accepted=pb.Accepted(job_id=rec.id, server_id=rec.server_id))
+        self._loop = asyncio.get_running_loop()
+        waker = asyncio.Event()
+        self._wakers.setdefault(rec.id, set()).add(waker)
+        try:
+            yield response_type(accepted=pb.Accepted(job_id=rec.id, server_id=rec.server_id))
+            async for r in self._changes(rec, response_type, waker):
+                yield r
+        finally:
+            watchers = self._wakers.get(rec.id, set())
+            watchers.discard(waker)
+            if not watchers:
+                self._wakers.pop(rec.id, None)
+
+    async def _changes(self, rec: JobRecord, response_type: type, waker: asyncio.Event) -> AsyncIterator[Any]:
         sent_progress = sent_frame = b""
         while True:
             if rec.progress and rec.progress != sent_progress:
@@ -216,12 +247,16 @@ class JobBook:
             if rec.state == INTERRUPTED and not rec.detached:  # nothing will run it again
                 raise JobEndedError("ABORTED", f"job {rec.id} was interrupted by a server shutdown and its call "
                                                "was not detached; start it again")
-            rec = await self._next(rec)
+            rec = await self._next(rec, waker)
 
-    async def _next(self, rec: JobRecord) -> JobRecord:
-        """The record once its version moves on (polled without its bytes)."""
+    async def _next(self, rec: JobRecord, waker: asyncio.Event) -> JobRecord:
+        """The record once its version moves on (polled without its bytes, or sooner when woken)."""
         while True:
-            await asyncio.sleep(POLL_SECONDS)
+            try:
+                await asyncio.wait_for(waker.wait(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            waker.clear()
             seen = await self._io(self.store.peek, rec.id)
             if seen is None:
                 raise JobNotFoundError(rec.id)  # expired meanwhile
@@ -230,6 +265,5 @@ class JobBook:
                 if new is None:
                     raise JobNotFoundError(rec.id)
                 return new
-
 
 assert set(_STATE_PB) == set(STATES)

@@ -9,25 +9,33 @@ INSTALLED=()
 MISSING=()
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# redis-server from Debian's packages: the job-store tests start their own on 127.0.0.1.
-install_redis() {
-  if have redis-server; then INSTALLED+=("redis-server (already there)"); return; fi
-  local sudo=""
+# A Debian package that gives command $1: apt_install COMMAND PACKAGE WHAT-FOR.
+apt_install() {
+  local cmd=$1 pkg=$2 sudo=""
+  if have "$cmd"; then INSTALLED+=("$cmd (already there)"); return; fi
   if ! have apt-get; then
-    MISSING+=("redis-server: no apt-get here; install Redis 7 with your package manager"); return
+    MISSING+=("$cmd: no apt-get here; install $pkg with your package manager ($3)"); return
   fi
   if [ "$(id -u)" -ne 0 ]; then
     if have sudo && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
-      MISSING+=("redis-server: not root and no passwordless sudo; run: sudo apt-get install redis-server"); return
+      MISSING+=("$cmd: not root and no passwordless sudo; run: sudo apt-get install $pkg"); return
     fi
   fi
-  if $sudo apt-get update -q >/dev/null 2>&1 &&
-     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q redis-server >/dev/null 2>&1 && have redis-server; then
-    INSTALLED+=("redis-server ($(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-), Debian's package)")
+  # The package lists once per run (they take the longest).
+  if [ -z "${APT_UPDATED:-}" ]; then $sudo apt-get update -q >/dev/null 2>&1 && APT_UPDATED=1; fi
+  if DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$pkg" >/dev/null 2>&1 &&
+     have "$cmd"; then
+    INSTALLED+=("$cmd ($("$cmd" --version 2>/dev/null | grep -o '[0-9][0-9.]*[0-9]' | head -1), Debian's package)")
   else
-    MISSING+=("redis-server: apt-get install redis-server failed; run it by hand to see why")
+    MISSING+=("$cmd: apt-get install $pkg failed; run it by hand to see why")
   fi
 }
+
+# redis-server from Debian's packages: the job-store tests start their own on 127.0.0.1.
+install_redis() { apt_install redis-server redis-server "Redis 7"; }
+
+# Headless Chromium from Debian's packages: the page's tests drive it with Playwright.
+install_chromium() { apt_install chromium chromium "a Chromium the tests can launch headless"; }
 
 # buf (the proto lint) and compose-spec's JSON schema, from npm into .tools/ (both work offline).
 install_npm_tools() {

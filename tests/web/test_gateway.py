@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from dreamrender.settings import DreamSettings, StyleSettings
-from dreamrender.web import WebConfig, create_app
 
 from ..conftest import DATA, start_server
 from ..server.test_security import pki  # noqa: F401 (a fixture: certificates made for the test)
@@ -141,18 +140,18 @@ def test_uploads_over_the_limit_never_reach_dreamd(gateway):
     assert len(httpx.get(gateway.url + "api/jobs?page_size=1000", headers=ALICE).json()["jobs"]) == before
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_cors_is_closed_unless_configured():
-    from starlette.testclient import TestClient
-
+def test_cors_is_closed_unless_configured(gateway, token_dreamd, tmp_path):
     preflight = {"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"}
-    with TestClient(create_app(WebConfig(dreamd="127.0.0.1:1"))) as closed:
-        assert "access-control-allow-origin" not in closed.options("/api/renders", headers=preflight).headers
-        assert "access-control-allow-origin" not in closed.get("/", headers={"Origin": preflight["Origin"]}).headers
-    with TestClient(create_app(WebConfig(dreamd="127.0.0.1:1", cors_origin=("https://app.example",)))) as open_:
-        ok = open_.options("/api/renders", headers={**preflight, "Origin": "https://app.example"})
+    assert "access-control-allow-origin" not in httpx.options(gateway.url + "api/renders", headers=preflight).headers
+    assert "access-control-allow-origin" not in httpx.get(gateway.url + "api/jobs",
+                                                          headers={**ALICE, "Origin": preflight["Origin"]}).headers
+    gw = Gateway(token_dreamd.target, tmp_path / "gw.log", "--cors-origin", "https://app.example")
+    try:
+        ok = httpx.options(gw.url + "api/renders", headers={**preflight, "Origin": "https://app.example"})
         assert ok.headers["access-control-allow-origin"] == "https://app.example"
-        assert "access-control-allow-origin" not in open_.options("/api/renders", headers=preflight).headers
+        assert "access-control-allow-origin" not in httpx.options(gw.url + "api/renders", headers=preflight).headers
+    finally:
+        gw.stop()
 
 
 def test_tls_to_dreamd_and_the_gateways_own_token(models_dir, pki, tmp_path):  # noqa: F811

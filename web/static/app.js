@@ -197,7 +197,8 @@ function drawPlot() {
   const c = $("plot"), g = c.getContext("2d");
   g.clearRect(0, 0, c.width, c.height);
   const pts = ui.plot.filter(([, y]) => Number.isFinite(y));
-  if (pts.length < 2) return;
+  c.hidden = pts.length < 2; // a job re-opened once done has one progress event: nothing to plot
+  if (c.hidden) return;
   const log = pts.every(([, y]) => y > 0); // losses span decades: plot their logarithm
   const ys = pts.map(([, y]) => (log ? Math.log10(y) : y)), xs = pts.map(([x]) => x);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];

@@ -33,6 +33,9 @@ S=$SERVER
   -o "$WORK/zoom.webp"
 
 # Small copies for the README: JPEGs of 360 px, a strip of the stream's frames, the zoom as is.
+# The page mid-render and on a phone, in headless Chromium (it starts its own dreamd and dreamweb).
+"$PY" bench/bench_web.py --rounds 0 --shots "$WORK/web"
+
 "$PY" - "$WORK" <<'PY'
 import sys
 from pathlib import Path
@@ -60,6 +63,8 @@ strip.save(docs / "forming.jpg", quality=80)
 zoom = Image.open(work / "zoom.webp")
 zoom.save(docs / "zoom.webp", save_all=True, quality=60, loop=0,
           duration=zoom.info.get("duration", 100))
+Image.open(work / "web/web_mid_render.png").convert("RGB").save(docs / "web_forming.jpg", quality=80)
+Image.open(work / "web/web_phone.png").convert("RGB").crop((0, 0, 390, 880)).save(docs / "web_phone.jpg", quality=78)
 for p in sorted(docs.glob("*.jpg")) + [docs / "zoom.webp"]:
     print(f"{p}: {p.stat().st_size // 1024} KB")
 PY

@@ -286,7 +286,8 @@ class DreamRenderServicer(pb_grpc.DreamRenderServiceServicer):
         job = Job(lambda emit, cancel: self._run(job, work, journal, emit, cancel), lambda q: work.convert(q)[0],
                   work.rpc, pixels=work.pixels, caller=caller, job_id=record.id, lane=work.lane, memory=work.memory)
         journal = Journal(self.store, job.id, job.cancel, encode_png=_png if work.rpc == "RenderStyle" else None,
-                          deferred=work.lane == SHORT, record=record, on_unsaved=self.unsaved.add)
+                          deferred=work.lane == SHORT, record=record, on_unsaved=self.unsaved.add,
+                          on_write=self.book.changed)
         if record.id:  # resumed: the record exists
             # (resume_jobs' claim made this server the job's server)
             await asyncio.to_thread(self.store.update, job.id, state=QUEUED, resumed=record.resumed + 1,

@@ -87,6 +87,36 @@ def test_compose_file_validates_and_gives_each_gpu_replica_its_own_device():
             assert "count" not in device
             devices += device["device_ids"]
     assert len(devices) >= 2 and len(set(devices)) == len(devices)
+    web = compose["services"]["dreamweb"]
+    assert web["entrypoint"] == ["dreamweb"] and "dns:///dreamd:50051" in web["command"]
+    replicas = [s for n, s in compose["services"].items() if n.startswith("dreamd")]
+    assert all("dreamd" in s["networks"]["default"]["aliases"] for s in replicas)
+
+
+def test_the_web_overlay_puts_dreamweb_in_front_of_every_dreamd_pod():
+    import kubernetes_validate
+
+    docs = _rendered("web")
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.32.0", strict=True)
+    web = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "dreamweb")
+    dreamd = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "dreamd-cpu")
+    pod = web["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = dict(a.split("=", 1) for a in container["args"])
+    headless = next(d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None")
+    assert container["command"] == ["dreamweb"] and args["--dreamd"] == f"dns:///{headless['metadata']['name']}:50051"
+    assert container["image"] == dreamd["spec"]["template"]["spec"]["containers"][0]["image"]
+    secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] in secrets and args["--tls-ca"].startswith("/secrets/tls/")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    web_pods = web["spec"]["template"]["metadata"]["labels"]
+    dreamd_pods = dreamd["spec"]["template"]["metadata"]["labels"]
+    for service in (d for d in docs if d["kind"] == "Service"):
+        ours = service["metadata"]["name"] == "dreamweb"
+        assert _selects(service["spec"]["selector"], web_pods) == ours, service["metadata"]["name"]
+        assert _selects(service["spec"]["selector"], dreamd_pods) != ours, service["metadata"]["name"]
 
 
 def test_pdbs_and_services_select_their_own_overlays_pods_only():

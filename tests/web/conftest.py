@@ -92,3 +92,14 @@ def chromium():
             "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"])
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def alices_generator(token_dreamd) -> str:
+    """A tiny DCGAN trained under Alice's token (generators belong to their token)."""
+    from dreamrender.client import DreamClient
+
+    with DreamClient(token_dreamd.target, token=TOKENS[0]) as c:
+        list(c.train_generator("webdigits", dataset="mnist", timeout=120, steps=4, batch=8, latent=8, width=32,
+                               fid_samples=0, progress_every=2))
+    return "webdigits"

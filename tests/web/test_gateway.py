@@ -180,3 +180,17 @@ def test_plaintext_gateway_to_a_tls_dreamd_is_unavailable(models_dir, pki, tmp_p
     finally:
         gw.stop()
         srv.stop()
+
+
+def test_a_gan_sample_through_the_gateway(gateway, alices_generator):
+    opts = httpx.get(gateway.url + "api/options", headers=ALICE, timeout=30).json()
+    assert alices_generator in opts["generators"]
+    assert alices_generator not in httpx.get(gateway.url + "api/options", headers=BOB, timeout=30).json()["generators"]
+    resp = start(gateway, {"kind": "sample", "generator": alices_generator, "count": "9"}, files={})
+    assert resp.status_code == 202, resp.text
+    seen = events(gateway.url + f"api/jobs/{resp.json()['job_id']}/events", ALICE)
+    assert [n for n, _ in seen][-2:] == ["result", "end"]
+    grid = httpx.get(gateway.url + seen[-2][1]["url"], headers=ALICE, timeout=30)
+    assert Image.open(io.BytesIO(grid.content)).size == (seen[-2][1]["stats"]["width"], seen[-2][1]["stats"]["height"])
+    missing = start(gateway, {"kind": "sample", "generator": alices_generator}, files={}, headers=BOB)
+    assert missing.status_code == 404 and missing.json()["violations"][0]["field"] == "generator"

@@ -47,8 +47,18 @@ def _state(page, state: str, timeout: float = 60_000) -> None:
     page.wait_for_selector(f"#state[data-state={state}]", timeout=timeout)
 
 
-def test_preset_painting_shows_in_the_page(page):
-    _fill(page, "preset", {"size": "128"})
+_DROP = """async (bytes) => {
+  const file = new File([new Uint8Array(bytes)], 'dropped.png', {type: 'image/png'});
+  const data = new DataTransfer();
+  data.items.add(file);
+  document.querySelector('#drop').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+}"""
+
+
+def test_a_dropped_photo_painted_with_a_preset_shows_in_the_page(page):
+    _fill(page, "preset", {"size": "128"}, photo=None)
+    page.evaluate(_DROP, list(PHOTO.read_bytes()))  # dropped on the page rather than chosen
+    assert not page.is_hidden("#thumb")
     page.select_option("#preset", index=1)
     page.click("#start")
     _state(page, "succeeded")
@@ -115,9 +125,22 @@ def test_another_token_cannot_see_the_job(page, chromium, gateway):
         bob.click("#refresh")
         bob.wait_for_timeout(500)
         assert bob.locator(f"#jobs button[data-job='{job}']").count() == 0
-        assert page.locator(f"#jobs button[data-job='{job}']").count() == 1
+        page.click("#refresh")
+        page.click(f"#jobs button[data-job='{job}']")  # re-opened from the list, in a fresh view
+        _state(page, "succeeded")
+        assert page.get_attribute("#preview", "src").startswith("blob:")
     finally:
         other.close()
+
+
+def test_a_gan_sample_from_the_page(page, alices_generator):
+    page.reload()
+    page.wait_for_function("document.querySelector('#dreamd').textContent.startsWith('dreamd on')")
+    _fill(page, "sample", {"count": "4"}, photo=None)
+    page.select_option("#generator", alices_generator)
+    page.click("#start")
+    _state(page, "succeeded")
+    assert page.evaluate("document.querySelector('#preview').naturalWidth") > 0
 
 
 def test_a_phone_screen_paints_under_the_pages_own_csp(chromium, gateway):

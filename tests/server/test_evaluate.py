@@ -188,3 +188,39 @@ def test_the_evaluator_keeps_its_sessions_and_exports_bounded(tmp_path, monkeypa
         assert e.scorer("tiny", sets[0]) is not first  # evicted, made again
     finally:
         e.close()
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_a_waiting_scorer_scores_each_checkpoint_before_the_render_goes_on(tmp_path, wait):
+    """Style renders wait for their checkpoint scores (#28 acceptance 5: the scorer then reuses the
+    render's freed activations instead of growing the heap); dreams' scorers do not wait."""
+    import threading
+    import time
+
+    from dreamrender.server.engine.events import Checkpoint, Scores
+    from dreamrender.server.evaluator import CheckpointScorer, Evaluator
+
+    seen: list[object] = []
+    lock = threading.Lock()
+
+    def sink(ev: object) -> None:
+        with lock:
+            seen.append(ev)
+
+    def slow_score(image: np.ndarray) -> tuple[dict[str, float], str]:
+        time.sleep(0.15)
+        return {"total": float(image.sum())}, ""
+
+    evaluator = Evaluator(ModelStore(tmp_path))
+    try:
+        scorer = CheckpointScorer(evaluator, sink, slow_score, wait=wait)
+        for step in (10, 20, 30):
+            scorer(Checkpoint(np.full((1, 3, 4, 4), step, np.float32), step, 0))
+        kinds = [(type(e).__name__, e.step) for e in seen]
+    finally:
+        evaluator.close()
+    if wait:
+        assert kinds == [("Checkpoint", 10), ("Scores", 10), ("Checkpoint", 20), ("Scores", 20),
+                         ("Checkpoint", 30), ("Scores", 30)]
+    else:  # beside the render: the three checkpoints go on before any score is back
+        assert kinds == [("Checkpoint", 10), ("Checkpoint", 20), ("Checkpoint", 30)]

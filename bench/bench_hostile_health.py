@@ -7,7 +7,8 @@ health poller (one Check every 20 ms on its own channel). Then runs each scenari
 the scenario's outcome and time, and the health latency while it ran (p50, p99, max). The
 scenarios are round three's hostile cases plus the heavy work they were measured beside:
 oversized and compressed messages, huge repeated fields, garbage to health, a lying PNG, Evaluate
-and feed-forward paintings at 2048 px, and a zoom animation encoded as GIF while a Gatys render runs.
+and feed-forward paintings at 2048 px, a zoom animation encoded as GIF while a Gatys render runs, and a Gatys render alone (its checkpoints
+scored, each followed by a heap trim).
 """
 from __future__ import annotations
 
@@ -126,6 +127,11 @@ def scenarios(target: str) -> dict[str, Callable[[], str]]:
             gatys.join()
         return f"GIF of {len(data) / 1e6:.1f} MB"
 
+    def style_alone() -> str:
+        with c() as client:
+            events = list(client.render_style(CONTENT, [STYLE], size=512, scales=1, iterations=60, timeout=3600))
+        return f"{sum(isinstance(e, pb.CheckpointScores) for e in events)} checkpoints scored (each then trimmed)"
+
     def paintings() -> str:
         with c() as client:
             for i in range(2):
@@ -155,6 +161,7 @@ def scenarios(target: str) -> dict[str, Callable[[], str]]:
         "Evaluate, 2048 px candidate": evaluate,
         "presets at 2048 px x2": paintings,
         "zoom 1024 px x12 GIF beside Gatys": zoom_beside_gatys,
+        "style 512 px 1 x 60, checkpoints scored": style_alone,
     }
 
 

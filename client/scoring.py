@@ -22,6 +22,8 @@ from PIL import Image
 from dreamrender.errors import InvalidArgumentError
 from dreamrender.settings import STYLE_CONTENT_LAYERS, STYLE_STYLE_LAYERS, StyleSettings, default_of, style_side
 
+from ._pages import discard
+
 __all__ = ["Scorer", "StyleTerms", "StyleTargets", "load_array", "gram", "tv_loss"]
 ArrayInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
@@ -175,6 +177,7 @@ class Scorer:
             for name in names:
                 g = gram(feats[name]) * (w / sum(weights))
                 grams[name] = grams[name] + g if name in grams else g
+            discard(*feats.values())
         content_feats = self.features(_resize(load_array(content), hw), list(terms.content_layers), field="content")
         return StyleTargets(tuple(hw), content_feats, grams, terms)
 
@@ -190,6 +193,7 @@ class Scorer:
         out["content"] = t.content_weight * content_loss
         for name, w in t.style_layers.items():
             out[f"style/{name}"] = t.style_weight * w * float(((gram(feats[name]) - targets.grams[name]) ** 2).sum())
+        discard(*feats.values())
         out["style"] = sum(out[f"style/{name}"] for name in t.style_layers)
         out["tv"] = t.tv_weight * tv_loss(cand)
         out["total"] = out["content"] + out["style"] + out["tv"]

@@ -210,8 +210,7 @@ async def index(request: Request) -> Response:
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, (DreamError, ValueError)):
-        raise exc
+    """A DreamError (dreamd's status) or a ValueError (a form field) as the page's JSON error."""
     log.info("%s %s: %s", request.method, request.url.path, error_json(exc)["code"])
     return _error(exc)
 

@@ -194,3 +194,14 @@ def test_a_gan_sample_through_the_gateway(gateway, alices_generator):
     assert Image.open(io.BytesIO(grid.content)).size == (seen[-2][1]["stats"]["width"], seen[-2][1]["stats"]["height"])
     missing = start(gateway, {"kind": "sample", "generator": alices_generator}, files={}, headers=BOB)
     assert missing.status_code == 404 and missing.json()["violations"][0]["field"] == "generator"
+
+
+@pytest.mark.parametrize("method", ["optimize", "feed_forward"])
+def test_style_from_a_painting_both_ways(gateway, method):
+    painting = (DATA / "starry_small.png").read_bytes()
+    files = [("image", ("photo.png", PHOTO, "image/png")), ("style", ("starry.png", painting, "image/png"))]
+    resp = start(gateway, {"kind": "style", "method": method, "size": "64", "iterations": "4"}, files)
+    assert resp.status_code == 202, resp.text
+    seen = events(gateway.url + f"api/jobs/{resp.json()['job_id']}/events", ALICE)
+    assert [n for n, _ in seen][-2:] == ["result", "end"]
+    assert max(seen[-2][1]["stats"]["width"], seen[-2][1]["stats"]["height"]) == 64

@@ -161,3 +161,15 @@ def test_a_phone_screen_paints_under_the_pages_own_csp(chromium, gateway):
         assert pg.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()
+
+
+def test_a_gatys_painting_plots_its_loss(page):
+    _fill(page, "style", {"size": "96", "iterations": "12"})
+    page.set_input_files("#style", DATA / "starry_small.png")
+    page.select_option("#method", "optimize")
+    page.click("#start")
+    _state(page, "succeeded")
+    points = page.evaluate("window.dreamweb.plot")
+    assert len(points) >= 2 and all(y > 0 for _, y in points)  # the total loss at each progress event
+    assert not page.is_hidden("#plot")
+    assert page.evaluate("document.querySelector('#preview').naturalWidth") == 96

@@ -158,7 +158,10 @@ async def job_events(request: Request) -> Response:
 
 async def list_jobs(request: Request) -> Response:
     q = request.query_params
-    resp = await _client(request).list_jobs(state=q.get("state") or None, page_size=int(q.get("page_size") or 20),
+    size = q.get("page_size") or "20"
+    if not size.isdigit():
+        raise FormError("page_size", f"{size!r} is not a whole number", "1 to 1000")
+    resp = await _client(request).list_jobs(state=q.get("state") or None, page_size=int(size),
                                             page_token=q.get("page_token", ""), metadata=_metadata(request))
     return JSONResponse({"jobs": [job_json(j) for j in resp.jobs], "next_page_token": resp.next_page_token})
 

@@ -89,6 +89,12 @@ def test_bad_fields_are_named(gateway, fields, field):
     assert resp.json()["violations"][0]["field"] == field, resp.json()
 
 
+def test_bad_list_queries_are_named(gateway):
+    for query, field in (("page_size=many", "page_size"), ("state=sleeping", "state")):
+        resp = httpx.get(gateway.url + f"api/jobs?{query}", headers=ALICE, timeout=30)
+        assert resp.status_code == 400 and field in resp.json()["message"], resp.text
+
+
 def test_tokens_do_not_see_each_others_jobs(gateway):
     job = start(gateway, FAST_DREAM).json()["job_id"]
     for path in (f"api/jobs/{job}", f"api/jobs/{job}/events", f"api/jobs/{job}/result"):

@@ -72,11 +72,12 @@ demo gatys style server/assets/chelsea.png server/assets/starry_night.jpg --init
   --size "${DEMO_STYLE_SIZE:-320}" --scales 1 --iterations 24 --every 4 -o "$OUT/style_chelsea_starry.png" \
   --frames "$OUT/style_frames"
 
-printf '\nDone. Pictures:\n  %s\n  %s\n  %s\n' "$(realpath "$OUT/dream_chelsea.png")" \
-  "$(realpath "$OUT/feedforward_chelsea_starry.png")" "$(realpath "$OUT/style_chelsea_starry.png")"
 step "the page: a preset painting through dreamweb's API, as the page sends it"
 "$PY" deploy/web_smoke.py "$WEB_URL" server/assets/chelsea.png "$OUT/web_preset_chelsea.png"
 
+printf '\nDone. Pictures:\n  %s\n  %s\n  %s\n  %s\n' "$(realpath "$OUT/dream_chelsea.png")" \
+  "$(realpath "$OUT/feedforward_chelsea_starry.png")" "$(realpath "$OUT/style_chelsea_starry.png")" \
+  "$(realpath "$OUT/web_preset_chelsea.png")"
 printf 'Demo wall times:\n'
 printf '  %s\n' "${TIMES[@]}"
 report_prereqs

@@ -1,9 +1,10 @@
 """Upload limits, enforced on the bytes as they arrive, before anything reaches dreamd."""
 from __future__ import annotations
 
+import json
 from typing import Any, Awaitable, Callable
 
-__all__ = ["UploadLimit", "UploadTooLarge"]
+__all__ = ["UploadLimit", "UploadTooLarge", "too_large_body"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -47,11 +48,15 @@ class UploadLimit:
         await self.app(scope, limited, send)
 
 
-async def too_large(send: Send, err: UploadTooLarge) -> None:
-    import json
+def too_large_body(err: UploadTooLarge) -> dict[str, Any]:
+    """The 413's JSON, in the shape of every other error the page reads, whichever way the limit
+    was found (from the Content-Length here, or as the body streamed, in the form's reader)."""
+    return {"code": "RESOURCE_EXHAUSTED", "message": str(err),
+            "violations": [{"field": "upload", "description": str(err)}]}
 
-    body = json.dumps({"code": "RESOURCE_EXHAUSTED", "message": str(err),
-                       "violations": [{"field": "upload", "description": str(err)}]}).encode()
+
+async def too_large(send: Send, err: UploadTooLarge) -> None:
+    body = json.dumps(too_large_body(err)).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})

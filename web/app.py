@@ -38,7 +38,7 @@ from starlette.staticfiles import StaticFiles
 from dreamrender.client import AsyncDreamClient, DreamError
 from dreamrender.v1 import dreamrender_pb2 as pb
 
-from ._limits import UploadLimit, UploadTooLarge
+from ._limits import UploadLimit, UploadTooLarge, too_large_body
 from .config import WebConfig, add_flags, config_from_args, read_token, split_listen
 from .events import error_json, event_payload, http_status, job_json, sse
 from .forms import FormError, options, render_call
@@ -90,7 +90,7 @@ async def start_render(request: Request) -> Response:
     try:
         fields, files = await _read_form(request, config)
     except UploadTooLarge as err:
-        return JSONResponse(error_json(_upload_error(err)), status_code=413)
+        return JSONResponse(too_large_body(err), status_code=413)
     call = render_call(fields, files)
     stream = getattr(_client(request), call.method)(*call.args, timeout=config.render_timeout,
                                                      metadata=_metadata(request), **call.kwargs)
@@ -101,10 +101,6 @@ async def start_render(request: Request) -> Response:
     log.info("started %s job %s", call.kind, accepted.job_id)
     return JSONResponse({"job_id": accepted.job_id, "kind": call.kind, "queue_position": accepted.queue_position,
                          "events": f"api/jobs/{accepted.job_id}/events"}, status_code=202)
-
-
-def _upload_error(err: UploadTooLarge) -> ValueError:
-    return FormError("upload", str(err).removeprefix("upload: "))
 
 
 async def _pump(stream: AsyncIterator[Any], first: Any, job_id: str, queue: asyncio.Queue) -> None:

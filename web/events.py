@@ -9,12 +9,12 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from dreamrender import wire
 from dreamrender.client import DreamError
 from dreamrender.v1 import dreamrender_pb2 as pb
 
-__all__ = ["sse", "event_payload", "job_json", "error_json", "http_status", "STATE_NAMES"]
+__all__ = ["sse", "event_payload", "job_json", "error_json", "http_status"]
 
-STATE_NAMES = {v: pb.JobState.Name(v).removeprefix("JOB_STATE_").lower() for v in pb.JobState.values()}
 _KINDS = {pb.Accepted: "accepted", pb.Queued: "queued", pb.Progress: "progress", pb.Frame: "frame",
           pb.CheckpointScores: "scores", pb.Result: "result"}
 # The HTTP status the page gets for each gRPC status; the body always carries the gRPC code's name.
@@ -28,6 +28,10 @@ _HTTP = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.OUT_OF_RANGE: 40
 
 def _dict(msg: Any) -> dict[str, Any]:
     return MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def _result_url(job_id: str) -> str:
+    return f"api/jobs/{job_id}/result"
 
 
 def _data_url(image: pb.Image) -> str:
@@ -46,7 +50,7 @@ def event_payload(ev: Any, job_id: str) -> tuple[str, dict[str, Any]]:
         return kind, body
     if kind == "result":
         return kind, {"stats": _dict(ev.stats), "media_type": ev.image.media_type,
-                      "size": len(ev.image.data), "url": f"api/jobs/{job_id}/result"}
+                      "size": len(ev.image.data), "url": _result_url(job_id)}
     return kind, _dict(ev)
 
 
@@ -73,12 +77,12 @@ def http_status(err: Exception) -> int:
 
 def job_json(job: pb.Job) -> dict[str, Any]:
     """A job for the page: its state, progress and error, and where its result and frame are."""
-    out = {"job_id": job.job_id, "kind": job.kind, "state": STATE_NAMES.get(job.state, "unknown"), "done": job.done,
+    out = {"job_id": job.job_id, "kind": job.kind, "state": wire.enum_name(pb.JobState.DESCRIPTOR, job.state) or "unknown", "done": job.done,
            "create_time": job.create_time, "update_time": job.update_time, "request_id": job.request_id,
            "progress": _dict(job.progress) if job.HasField("progress") else None,
            "error": {"code": job.error.code, "message": job.error.message} if job.HasField("error") else None}
     if job.HasField("frame") and job.frame.image.data:
         out["frame"] = _data_url(job.frame.image)
     if job.state == pb.JOB_STATE_SUCCEEDED:
-        out["result_url"] = f"api/jobs/{job.job_id}/result"
+        out["result_url"] = _result_url(job.job_id)
     return out

@@ -13,7 +13,8 @@ import dataclasses
 from typing import Any, Mapping, Sequence
 
 from dreamrender.errors import InvalidArgumentError
-from dreamrender.settings import DreamSettings, PreviewSettings, SampleSettings, StyleSettings, setting_fields
+from dreamrender.settings import (DreamSettings, PreviewSettings, SampleSettings, StyleSettings, default_of,
+                                  setting_fields)
 from dreamrender.v1 import dreamrender_pb2 as pb
 
 __all__ = ["KINDS", "FormError", "RenderCall", "options", "render_call"]
@@ -48,13 +49,9 @@ def _spec(f: dataclasses.Field, prefix: str = "") -> dict[str, Any]:
             "max": meta.get("hi"), "choices": list(meta.get("choices") or ())}
 
 
-def _preview_default(cls: type) -> PreviewSettings:
-    return next(f.default for f in dataclasses.fields(cls) if f.name == "preview")
-
-
 def _fields(cls: type) -> list[dict[str, Any]]:
     specs = [_spec(f) for f in setting_fields(cls) if f.metadata.get("cli", True)]
-    preview = _preview_default(cls)
+    preview = default_of(cls, "preview")
     for f in setting_fields(PreviewSettings):
         spec = _spec(f, "preview.")
         spec["default"] = getattr(preview, f.name)  # each render kind has its own preview defaults

@@ -143,6 +143,7 @@ def test_uploads_over_the_limit_never_reach_dreamd(gateway):
     streamed = httpx.post(gateway.url + "api/renders", content=chunks(), timeout=30,
                           headers={**ALICE, "content-type": "multipart/form-data; boundary=b"})
     assert streamed.status_code == 413, streamed.text
+    assert streamed.json() == resp.json()  # the same error whichever way the limit was found
     assert len(httpx.get(gateway.url + "api/jobs?page_size=1000", headers=ALICE).json()["jobs"]) == before
 
 

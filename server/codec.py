@@ -3,15 +3,18 @@ and encoding of frames and results."""
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import tempfile
 import warnings
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from dreamrender.errors import InvalidArgumentError, describe, quoted
 
+from . import _animate
 from ._png import encode_png
 
 __all__ = ["decode_image", "probe_image", "encode_image", "MEDIA_TYPES", "AnimationWriter", "ANIMATION_TYPES"]
@@ -182,38 +185,6 @@ def encode_image(arr: np.ndarray, fmt: str, *, quality: int = 90) -> tuple[bytes
 ANIMATION_TYPES = {"webp": "image/webp", "gif": "image/gif"}
 
 
-class _EncodedFrames(Image.Image):
-    """The frames of an animation, kept encoded, as one multi-frame image for Pillow's save:
-    seeking to a frame decodes that frame alone, so writing N frames holds one decoded frame
-    at a time (Pillow's animated writers walk n_frames with seek, as with any animated file)."""
-
-    def __init__(self, count: int, read: Callable[[int], bytes]) -> None:
-        super().__init__()
-        self._count, self._read = count, read
-        self._index = -1
-        self.seek(0)
-
-    @property
-    def n_frames(self) -> int:
-        return self._count
-
-    @property
-    def is_animated(self) -> bool:
-        return self._count > 1
-
-    def seek(self, frame: int) -> None:
-        if not 0 <= frame < self._count:
-            raise EOFError("no more frames")  # how Pillow's frame iterators learn the end
-        if frame != self._index:
-            with Image.open(io.BytesIO(self._read(frame))) as f:
-                f.load()
-                self.im, self._mode, self._size = f.im, f.mode, f.size
-            self._index = frame
-
-    def tell(self) -> int:
-        return self._index
-
-
 class AnimationWriter:
     """A zoom animation, one frame at a time. Each frame is PNG-compressed into a temporary file
     (not memory: a server's RSS stays flat whatever the frame count), and `finish` writes the
@@ -232,22 +203,26 @@ class AnimationWriter:
         self._spans.append((self._spool.tell(), len(data)))
         self._spool.write(data)
 
-    def _frame(self, index: int) -> bytes:
-        offset, size = self._spans[index]
-        self._spool.seek(offset)
-        return self._spool.read(size)
-
     def finish(self) -> tuple[bytes, str]:
-        """The animation's bytes and media type (the writer is spent)."""
+        """The animation's bytes and media type (the writer is spent). Written by an encoder
+        process of its own (`_animate`): in dreamd's process Pillow's writers starved the event
+        loop of the GIL, and health checks waited 53-232 ms (#28, D21)."""
         if not self._spans:
             raise ValueError("an animation needs at least one frame")
-        try:
-            seq, buf = _EncodedFrames(len(self._spans), self._frame), io.BytesIO()
-            if self.fmt == "webp":
-                seq.save(buf, format="WEBP", save_all=True, duration=self.frame_ms, loop=0, quality=90, method=4)
-            else:
-                seq.save(buf, format="GIF", save_all=True, duration=self.frame_ms, loop=0, optimize=False)
-        finally:
-            self._spool.close()
-            self._spans = []
-        return buf.getvalue(), ANIMATION_TYPES[self.fmt]
+        # The animation comes back in a file, read in a few calls without the GIL; from a pipe,
+        # 21 MB would take ~650 reads of 32 KiB, each wanting the GIL back.
+        with tempfile.TemporaryFile() as out:
+            try:
+                self._spool.flush()
+                fds = (self._spool.fileno(), out.fileno())
+                proc = subprocess.run([sys.executable, "-I", _animate.__file__, *map(str, fds), self.fmt,
+                                       str(self.frame_ms)], input=json.dumps(self._spans).encode(),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=fds)
+            finally:
+                self._spool.close()
+                self._spans = []
+            if proc.returncode:
+                lines = proc.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {proc.returncode}"]
+                raise RuntimeError(f"the {self.fmt} encoder failed: {lines[-1]}")
+            out.seek(0)
+            return out.read(), ANIMATION_TYPES[self.fmt]

@@ -144,6 +144,20 @@ def test_animation_writer_spools_frames_to_disk_and_writes_them_all(fmt):
     assert writer._spool.closed
 
 
+def test_an_animation_encoder_failure_names_the_encoder_and_its_error():
+    """The encoder runs in a process of its own (#28 D21); when it fails, its last line comes back
+    in the error rather than an empty result."""
+    from dreamrender.server.codec import AnimationWriter
+
+    writer = AnimationWriter("gif", 50)
+    writer.add(np.zeros((8, 8, 3), np.uint8))
+    writer._spool.write(b"not a png")
+    writer._spans.append((writer._spans[0][1], 9))
+    with pytest.raises(RuntimeError, match="the gif encoder failed: .*cannot identify image file"):
+        writer.finish()
+    assert writer._spool.closed
+
+
 def _mask_png(width: int, height: int, fill: int = 0, left: int = 255) -> bytes:
     """A grey mask: `left` on its left half, `fill` elsewhere."""
     a = np.full((height, width), fill, np.uint8)

@@ -1,14 +1,16 @@
 """Health under hostile and heavy calls (#28 acceptance 6): health must answer within 100 ms.
 
-    python bench/bench_hostile_health.py [--only NAME ...]
+    python bench/bench_hostile_health.py [--only WORDS ...] [--baseline SITE]
 
 Starts one dreamd (real weights from $DREAMRENDER_MODELS, dreamd's defaults) on 127.0.0.1:0 and a
 health poller (one Check every 20 ms on its own channel). Then runs each scenario alone and prints
 the scenario's outcome and time, and the health latency while it ran (p50, p99, max). The
 scenarios are round three's hostile cases plus the heavy work they were measured beside:
 oversized and compressed messages, huge repeated fields, garbage to health, a lying PNG, Evaluate
-and feed-forward paintings at 2048 px, a zoom animation encoded as GIF while a Gatys render runs, and a Gatys render alone (its checkpoints
-scored, each followed by a heap trim).
+and feed-forward paintings at 2048 px, a zoom animation encoded as GIF while a Gatys render runs, a
+2048 px zoom alone, and a Gatys render alone (its checkpoints scored, each followed by a heap trim).
+Each line says when its slowest check came, counted from the scenario's start. `--baseline SITE`
+runs each scenario again, right after ours, against dreamd from another installed copy.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_memory  # noqa: E402
 from bench_memory import CONTENT, STYLE, Dreamd  # noqa: E402
 
 from dreamrender.client import DreamClient, DreamError, dream_request  # noqa: E402
@@ -38,12 +41,13 @@ SERVICE = "/dreamrender.v1.DreamRenderService/"
 
 
 def _poll(target: str, conn: multiprocessing.connection.Connection) -> None:
-    """The poller process: health checks every 20 ms; on "window" it starts collecting, on "end" it
-    sends what it collected; on "quit" it stops. A process of its own, so that the bench's own
-    clients (serialising 60 MiB, compressing 200 MiB) never delay its checks."""
+    """The poller process: health checks every 20 ms; on "window" it starts collecting (each check's
+    wall-clock start and latency), on "end" it sends what it collected; on "quit" it stops. A
+    process of its own, so that the bench's own clients (serialising 60 MiB, compressing 200 MiB)
+    never delay its checks."""
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        samples: list[float] | None = None
+        samples: list[tuple[float, float]] | None = None
         while True:
             if conn.poll():
                 msg = conn.recv()
@@ -54,10 +58,10 @@ def _poll(target: str, conn: multiprocessing.connection.Connection) -> None:
                 elif msg == "end":
                     conn.send(samples or [])
                     samples = None
-            t = time.perf_counter()
+            wall, t = time.time(), time.perf_counter()
             stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
             if samples is not None:
-                samples.append(time.perf_counter() - t)
+                samples.append((wall, time.perf_counter() - t))
             time.sleep(0.02)
 
 
@@ -72,7 +76,7 @@ class Poller:
     def window(self, name: str, scenario: Callable[[], str]) -> None:
         self.conn.send("window")
         time.sleep(0.1)  # the poller has taken the window before the scenario starts
-        t = time.perf_counter()
+        start, t = time.time(), time.perf_counter()
         try:
             outcome = scenario()
         except DreamError as err:
@@ -80,10 +84,12 @@ class Poller:
         took = time.perf_counter() - t
         time.sleep(0.1)
         self.conn.send("end")
-        lat = sorted(self.conn.recv())
+        samples = self.conn.recv()
+        lat = sorted(latency for _, latency in samples)
         p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3  # noqa: E731
+        worst = max(samples, key=lambda s: s[1])[0] - start  # when it came: which phase of the scenario
         print(f"{name:34s} {outcome:26s} {took:7.2f} s   health p50 {p(0.5):5.1f} ms, p99 {p(0.99):6.1f} ms, "
-              f"max {lat[-1] * 1e3:6.1f} ms over {len(lat)}", flush=True)
+              f"max {lat[-1] * 1e3:6.1f} ms (at {worst:.1f} s) over {len(lat)}", flush=True)
 
     def close(self) -> None:
         self.conn.send("quit")
@@ -127,6 +133,14 @@ def scenarios(target: str) -> dict[str, Callable[[], str]]:
             gatys.join()
         return f"GIF of {len(data) / 1e6:.1f} MB"
 
+    def zoom_alone(size: int) -> Callable[[], str]:
+        def run() -> str:
+            with c() as client:
+                data = client.dream(CONTENT, size=size, octaves=1, steps=2, zoom_frames=12, result_format="gif",
+                                    timeout=3600)
+            return f"GIF of {len(data) / 1e6:.1f} MB"
+        return run
+
     def style_alone() -> str:
         with c() as client:
             events = list(client.render_style(CONTENT, [STYLE], size=512, scales=1, iterations=60, timeout=3600))
@@ -161,6 +175,7 @@ def scenarios(target: str) -> dict[str, Callable[[], str]]:
         "Evaluate, 2048 px candidate": evaluate,
         "presets at 2048 px x2": paintings,
         "zoom 1024 px x12 GIF beside Gatys": zoom_beside_gatys,
+        "zoom 2048 px x12 GIF alone": zoom_alone(2048),
         "style 512 px 1 x 60, checkpoints scored": style_alone,
     }
 
@@ -169,19 +184,26 @@ def main() -> None:  # noqa: D103
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="*", help="scenario names containing these words")
     p.add_argument("--idle", type=float, default=3.0, help="seconds of the idle window (the machine's own noise)")
+    p.add_argument("--baseline", metavar="SITE", help="also run each scenario against dreamd from another installed "
+                   "copy (pip install --no-deps --target SITE <checkout>), right after ours")
     args = p.parse_args()
-    d = Dreamd()
-    poller = Poller(d.target)
+    bench_memory.BASELINE = args.baseline
+    runs = [("", Dreamd())] + ([(" (baseline)", Dreamd(baseline=True))] if args.baseline else [])
+    pollers = [Poller(d.target) for _, d in runs]
     try:
-        with DreamClient(d.target) as client:  # models loaded before any window
-            client.style(CONTENT, [], presets=[0], size=256, timeout=600)
-        poller.window("idle", lambda: (time.sleep(args.idle), "idle")[1])
-        for name, run in scenarios(d.target).items():
+        for _, d in runs:
+            with DreamClient(d.target) as client:  # models loaded before any window
+                client.style(CONTENT, [], presets=[0], size=256, timeout=600)
+        pollers[0].window("idle", lambda: (time.sleep(args.idle), "idle")[1])
+        plans = [scenarios(d.target) for _, d in runs]
+        for name in plans[0]:
             if not args.only or any(w in name for w in args.only):
-                poller.window(name, run)
+                for (label, _), poller, plan in zip(runs, pollers, plans):
+                    poller.window(name + label, plan[name])
     finally:
-        poller.close()
-        d.stop()
+        for (_, d), poller in zip(runs, pollers):
+            poller.close()
+            d.stop()
 
 
 if __name__ == "__main__":

@@ -187,8 +187,8 @@ ANIMATION_TYPES = {"webp": "image/webp", "gif": "image/gif"}
 
 class AnimationWriter:
     """A zoom animation, one frame at a time. Each frame is PNG-compressed into a temporary file
-    (not memory: a server's RSS stays flat whatever the frame count), and `finish` writes the
-    animated WebP or GIF decoding one frame at a time."""
+    (not memory: a server's RSS stays flat whatever the frame count), and `finish` has an encoder
+    process write the animated WebP or GIF from it, decoding one frame at a time."""
 
     def __init__(self, fmt: str, frame_ms: int) -> None:
         if fmt not in ANIMATION_TYPES:

@@ -123,23 +123,22 @@ def scenarios(target: str) -> dict[str, Callable[[], str]]:
     def c() -> DreamClient:
         return DreamClient(target)
 
+    def zoom(client: DreamClient, size: int) -> str:
+        data = client.dream(CONTENT, size=size, octaves=1, steps=2, zoom_frames=12, result_format="gif", timeout=3600)
+        return f"GIF of {len(data) / 1e6:.1f} MB"
+
     def zoom_beside_gatys() -> str:
         with c() as client:
             gatys = threading.Thread(target=lambda: client.style(CONTENT, [STYLE], size=512, scales=1,
                                                                  iterations=60, timeout=3600))
             gatys.start()
-            data = client.dream(CONTENT, size=1024, octaves=1, steps=2, zoom_frames=12, result_format="gif",
-                                timeout=3600)
+            outcome = zoom(client, 1024)
             gatys.join()
-        return f"GIF of {len(data) / 1e6:.1f} MB"
+        return outcome
 
-    def zoom_alone(size: int) -> Callable[[], str]:
-        def run() -> str:
-            with c() as client:
-                data = client.dream(CONTENT, size=size, octaves=1, steps=2, zoom_frames=12, result_format="gif",
-                                    timeout=3600)
-            return f"GIF of {len(data) / 1e6:.1f} MB"
-        return run
+    def zoom_alone() -> str:
+        with c() as client:
+            return zoom(client, 2048)
 
     def style_alone() -> str:
         with c() as client:
@@ -175,7 +174,7 @@ def scenarios(target: str) -> dict[str, Callable[[], str]]:
         "Evaluate, 2048 px candidate": evaluate,
         "presets at 2048 px x2": paintings,
         "zoom 1024 px x12 GIF beside Gatys": zoom_beside_gatys,
-        "zoom 2048 px x12 GIF alone": zoom_alone(2048),
+        "zoom 2048 px x12 GIF alone": zoom_alone,
         "style 512 px 1 x 60, checkpoints scored": style_alone,
     }
 

@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_memory import proc_mib  # the process's VmRSS and VmHWM in MiB
+
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "server/assets/chelsea.png"
 BIN = Path(sys.executable).parent
@@ -46,10 +48,7 @@ def _start(cmd: list[str], pattern: str) -> tuple[subprocess.Popen, str]:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return proc_mib(pid)["VmRSS"]
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -13,7 +13,8 @@ Why a process of its own: Pillow's GIF and WebP writers hold the GIL in many sho
 longer than 9 ms), for 5 s at 2048 px x 12 frames. No call is long, but each time dreamd's
 event loop or gRPC's poller thread wants the GIL back it can wait up to the switch interval (5 ms)
 behind the encoder, and a health check needs that several times: health took 53-138 ms during
-the encoding (232 ms in #28's D21, with other work running). Out of process, the encoding shares no GIL.
+the encoding (232 ms in #28's D21, with other work running). Out of process, the encoding shares
+no GIL.
 """
 from __future__ import annotations
 

@@ -163,11 +163,31 @@ def test_a_phone_screen_paints_under_the_pages_own_csp(chromium, gateway):
         context.close()
 
 
-def test_a_gatys_painting_plots_its_loss(page):
-    _fill(page, "style", {"size": "96", "iterations": "12"})
-    page.set_input_files("#style", DATA / "starry_small.png")
-    page.select_option("#method", "optimize")
-    page.click("#start")
+def test_a_gatys_painting_plots_its_loss(page, token_dreamd):
+    """The page plots each progress event's loss as it arrives. The painting waits behind a long
+    dream until the page is attached: else a short render could end before the page's event
+    stream opens, and the page would get only its last progress event (one point; it failed so
+    once in CI). Its 40 iterations take long enough (~0.8 s) for several of the journal's
+    progress writes, which come at most every 0.25 s."""
+    import time
+
+    from dreamrender.client import DreamClient
+    from dreamrender.v1 import dreamrender_pb2 as pb
+
+    with DreamClient(token_dreamd.target, token=TOKENS[0]) as c:
+        stream = c.render_dream(PHOTO, size=512, steps=1000, octaves=1, detach=True, timeout=120)
+        blocker = next(stream).job_id
+        stream.close()  # detached: it runs on, holding the long lane
+        deadline = time.monotonic() + 30
+        while c.get_job(blocker).state != pb.JOB_STATE_RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _fill(page, "style", {"size": "96", "iterations": "40"})
+        page.set_input_files("#style", DATA / "starry_small.png")
+        page.select_option("#method", "optimize")
+        page.click("#start")
+        _state(page, "running")  # the page's event stream is open (the painting waits in the queue)
+        assert c.get_job(blocker).state == pb.JOB_STATE_RUNNING
+        c.cancel_job(blocker)
     _state(page, "succeeded")
     points = page.evaluate("window.dreamweb.plot")
     assert len(points) >= 2 and all(y > 0 for _, y in points)  # the total loss at each progress event
